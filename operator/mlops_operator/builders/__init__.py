@@ -1,0 +1,1 @@
+"""Pure functions: a validated spec -> child manifests. Imports only `api`."""

