@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import kopf
 
 # Importing the package registers its handlers with kopf's default registry.
 import mlops_operator.controllers  # noqa: F401
+from mlops_operator import crdgen
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -25,6 +28,19 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    files = crdgen.generated_files(out, Path(args.docs))
+    if not args.check:
+        crdgen.write(files)
+        return 0
+    diffs = crdgen.differences(files, out)
+    sys.stdout.writelines(diffs)
+    if diffs:
+        print("generated files are out of date: run `make crds`", file=sys.stderr)
+    return 1 if diffs else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
+
+    crds = sub.add_parser("crds", help="generate crds/*.yaml and docs/api.md from the API models")
+    crds.add_argument("--out", default="crds", help="directory of the CRD files")
+    crds.add_argument("--docs", default="docs/api.md", help="path of the API reference")
+    crds.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; print a diff and fail if the files differ from the models",
+    )
+    crds.set_defaults(func=_crds)
     return parser
 
 

@@ -1,0 +1,361 @@
+"""ModelDeployment: serves a Model version and rolls out new ones."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from mlops_operator.api.common import (
+    MAX_NAME_LENGTH,
+    ApiModel,
+    Arg,
+    Conditions,
+    DnsSubdomain,
+    Env,
+    Image,
+    KindInfo,
+    LabelSelector,
+    MetricName,
+    ModelName,
+    PodMetadata,
+    PrinterColumn,
+    Resource,
+    ResourceRequirements,
+    Rule,
+    Scheduling,
+    age_column,
+    name_rule,
+    ready_column,
+)
+from mlops_operator.api.model import MAX_VERSION
+
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+# A count of pods or a percentage of the replicas, as in a Deployment's strategy.
+IntOrPercent = Annotated[
+    Annotated[int, Field(ge=0, le=100)]
+    | Annotated[str, StringConstraints(max_length=4, pattern=r"^(100|[1-9]?[0-9])%$")],
+    Field(union_mode="left_to_right"),
+]
+
+
+class MetricGate(ApiModel):
+    """A condition on one of a Model's metrics, for example `accuracy >= 0.9`."""
+
+    metric: MetricName = Field(description="Name of the metric in the Model's spec.metrics.")
+    operator: Literal[">=", ">", "<=", "<"] = Field(
+        description="How the metric compares with value; also says which direction is better."
+    )
+    value: float = Field(description="The threshold.")
+
+
+class SelectionPolicy(ApiModel):
+    """Follow the newest version that matches the selector and passes every gate."""
+
+    rules = (
+        Rule(
+            cel="!self.mustBeatCurrent || (has(self.gates) && size(self.gates) > 0)",
+            message="mustBeatCurrent needs at least one gate: the gates name the metrics"
+            " to compare",
+            check=lambda p: not p.must_beat_current or bool(p.gates),
+            field="gates",
+        ),
+    )
+
+    selector: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="Labels the Model must have, for example `mlops.seed.dev/approved: 'true'`.",
+    )
+    gates: list[MetricGate] = Field(
+        default_factory=list, max_length=16, description="Metric conditions; all must hold."
+    )
+    must_beat_current: bool = Field(
+        default=False,
+        description="Also require the candidate to be at least as good as the served version"
+        " on every gate's metric, in the gate's direction.",
+    )
+
+
+class ModelChoice(ApiModel):
+    """Which Model version to serve: a pinned version or a policy."""
+
+    rules = (
+        Rule(
+            cel="has(self.version) != has(self.policy)",
+            message="set exactly one of version (pinned) or policy (newest matching version)",
+            check=lambda c: (c.version is None) != (c.policy is None),
+        ),
+    )
+
+    name: ModelName = Field(description="The model name (spec.modelName of Models).")
+    version: Version | None = Field(default=None, description="Serve exactly this version.")
+    policy: SelectionPolicy | None = Field(
+        default=None, description="Serve the newest version that the policy accepts."
+    )
+
+
+class Runtime(ApiModel):
+    """The serving container: a preset for the model format, or any image speaking HTTP."""
+
+    rules = (
+        Rule(
+            cel="has(self.preset) != has(self.image)",
+            message="set exactly one of preset or image",
+            check=lambda r: (r.preset is None) != (r.image is None),
+        ),
+        Rule(
+            cel="has(self.image) || !(has(self.command) || has(self.args) || has(self.port))",
+            message="command, args and port are only for a custom image; a preset sets its own",
+            check=lambda r: r.image is not None or not (r.command or r.args or r.port),
+        ),
+    )
+
+    preset: Literal["mlserver"] | None = Field(
+        default=None, description="`mlserver`: MLServer, for sklearn, xgboost and lightgbm models."
+    )
+    image: Image | None = Field(default=None, description="A custom serving image speaking HTTP.")
+    command: list[Arg] = Field(
+        default_factory=list, max_length=32, description="Entrypoint of the custom image."
+    )
+    args: list[Arg] = Field(
+        default_factory=list, max_length=64, description="Arguments of the custom image."
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="HTTP port of the custom image (default 8080)."
+    )
+    env: Env = Field(default_factory=list, description="Extra environment variables.")
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler on CPU utilisation."""
+
+    rules = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="must not exceed maxReplicas",
+            check=lambda a: a.min_replicas <= a.max_replicas,
+            field="minReplicas",
+        ),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=100, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=100, description="Most replicas.")
+    target_cpu_utilization_percentage: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        alias="targetCPUUtilizationPercentage",
+        description="Average CPU use, in percent of the request, that the autoscaler aims for.",
+    )
+
+
+class RollingUpdate(ApiModel):
+    """Replace pods gradually, as a Deployment does."""
+
+    rules = (
+        Rule(
+            cel=(
+                "!(string(self.maxSurge) in ['0', '0%']"
+                " && string(self.maxUnavailable) in ['0', '0%'])"
+            ),
+            message="maxSurge and maxUnavailable must not both be zero",
+            check=lambda r: not {str(r.max_surge), str(r.max_unavailable)} <= {"0", "0%"},
+            field="maxSurge",
+        ),
+    )
+
+    max_surge: IntOrPercent = Field(default="25%", description="Pods above the desired count.")
+    max_unavailable: IntOrPercent = Field(
+        default="25%", description="Pods that may be unavailable."
+    )
+
+
+class CanaryStep(ApiModel):
+    """Send a share of the replicas to the new version, then wait."""
+
+    weight: int = Field(ge=1, le=99, description="Percentage of replicas running the new version.")
+    pause_seconds: int = Field(
+        default=0, ge=0, le=86400, description="How long to hold this step once its pods are Ready."
+    )
+
+
+class Canary(ApiModel):
+    """Shift to the new version in weighted steps, then promote it."""
+
+    rules = (
+        Rule(
+            cel=(
+                "self.steps.map(s, s.weight).isSorted()"
+                " && self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight))"
+            ),
+            message="weights must be strictly increasing",
+            check=lambda c: all(a.weight < b.weight for a, b in itertools.pairwise(c.steps)),
+            field="steps",
+        ),
+    )
+
+    steps: list[CanaryStep] = Field(
+        min_length=1, max_length=10, description="The steps, in order; then full promotion."
+    )
+
+
+class Strategy(ApiModel):
+    """How a new version replaces the served one."""
+
+    rules = (
+        Rule(
+            cel="(self.type == 'Canary') == has(self.canary)",
+            message="must be set exactly when type is Canary",
+            check=lambda s: (s.type == "Canary") == (s.canary is not None),
+            field="canary",
+        ),
+        Rule(
+            cel="!has(self.rollingUpdate) || self.type == 'RollingUpdate'",
+            message="is only for type RollingUpdate",
+            check=lambda s: s.rolling_update is None or s.type == "RollingUpdate",
+            field="rollingUpdate",
+        ),
+    )
+
+    type: Literal["RollingUpdate", "Canary"] = Field(
+        default="RollingUpdate", description="RollingUpdate or Canary."
+    )
+    rolling_update: RollingUpdate | None = Field(
+        default=None, description="Settings of RollingUpdate."
+    )
+    canary: Canary | None = Field(default=None, description="Settings of Canary.")
+
+
+class ModelDeploymentSpec(ApiModel):
+    """What to serve and how to roll it out."""
+
+    rules = (
+        Rule(
+            cel="!(has(self.replicas) && has(self.autoscaling))",
+            message="set replicas or autoscaling, not both",
+            check=lambda s: s.replicas is None or s.autoscaling is None,
+            field="replicas",
+        ),
+    )
+
+    model: ModelChoice = Field(description="Which Model version to serve.")
+    runtime: Runtime = Field(description="The serving container.")
+    replicas: int | None = Field(
+        default=None, ge=0, le=100, description="Fixed number of replicas (default 1)."
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Scale on CPU instead of a fixed number of replicas."
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, description="Resources of each serving pod."
+    )
+    # A default instance, not a factory, so the CRD defaults the type too (kubectl get shows it).
+    strategy: Strategy = Field(
+        default=Strategy(), description="How a new version replaces the served one."
+    )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="A new version not Ready within this time counts as failed.",
+    )
+    auto_rollback: bool = Field(
+        default=True, description="Go back to the previous version when a new one fails."
+    )
+    port: int = Field(default=80, ge=1, le=65535, description="Port of the Service.")
+    service_account_name: DnsSubdomain | None = Field(
+        default=None, description="ServiceAccount the pods run as (for access to the artifact)."
+    )
+    scheduling: Scheduling = Field(
+        default_factory=Scheduling, description="Node selection and priority of the pods."
+    )
+    pod_metadata: PodMetadata = Field(
+        default_factory=PodMetadata, description="Labels and annotations added to every pod."
+    )
+
+
+class CanaryStatus(ApiModel):
+    """An ongoing canary."""
+
+    version: Version = Field(description="The version being tried.")
+    step: int = Field(ge=0, le=9, description="Index of the current step in spec.strategy.")
+    weight: int = Field(ge=0, le=100, description="Current percentage of new replicas.")
+    step_started_at: datetime | None = Field(
+        default=None, strict=False, description="When the current step's pods became Ready."
+    )
+
+
+class RolloutRecord(ApiModel):
+    """One rollout, for the history."""
+
+    version: Version = Field(description="The version rolled out.")
+    model: DnsSubdomain = Field(description="Name of the Model object.")
+    started_at: datetime = Field(strict=False, description="When the rollout began.")
+    finished_at: datetime | None = Field(default=None, strict=False, description="When it ended.")
+    outcome: Literal["Progressing", "Succeeded", "RolledBack", "Superseded"] = Field(
+        description="How it ended."
+    )
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        default="", description="Details, such as why it was rolled back."
+    )
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    conditions: Conditions = Field(
+        default_factory=list, description="Ready, Progressing and Degraded."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The `metadata.generation` this status describes."
+    )
+    current_version: Version | None = Field(default=None, description="The version being served.")
+    current_model: DnsSubdomain | None = Field(
+        default=None, description="Name of the Model object being served."
+    )
+    previous_version: Version | None = Field(
+        default=None, description="The version served before, the target of a rollback."
+    )
+    canary: CanaryStatus | None = Field(default=None, description="Set while a canary runs.")
+    replicas: int | None = Field(default=None, ge=0, description="Serving pods.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Ready serving pods.")
+    url: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        default=None, description="In-cluster URL of the Service."
+    )
+    history: list[RolloutRecord] = Field(
+        default_factory=list, max_length=10, description="Latest rollouts, newest first."
+    )
+
+
+class ModelDeployment(Resource):
+    """Serves a Model version with rolling, canary and automatic rollback."""
+
+    rules = (name_rule("ModelDeployment"),)
+
+    kind: Literal["ModelDeployment"] = Field(
+        default="ModelDeployment", description="ModelDeployment."
+    )
+    spec: ModelDeploymentSpec = Field(description="What to serve and how to roll it out.")
+    status: ModelDeploymentStatus | None = Field(default=None, description="Observed state.")
+
+
+MODEL_DEPLOYMENT = KindInfo(
+    kind="ModelDeployment",
+    plural="modeldeployments",
+    short_name="mdep",
+    resource=ModelDeployment,
+    spec=ModelDeploymentSpec,
+    status=ModelDeploymentStatus,
+    max_name_length=MAX_NAME_LENGTH,
+    printer_columns=(
+        PrinterColumn("Model", "string", ".spec.model.name", "The model name."),
+        PrinterColumn("Strategy", "string", ".spec.strategy.type", "Rollout strategy."),
+        PrinterColumn("Current", "integer", ".status.currentVersion", "The served version."),
+        PrinterColumn("Ready-Replicas", "integer", ".status.readyReplicas", "Ready pods."),
+        ready_column(),
+        PrinterColumn("URL", "string", ".status.url", "In-cluster URL.", priority=1),
+        age_column(),
+    ),
+)
