@@ -54,7 +54,8 @@ cluster: venv ## Start (or reuse) the local control plane; kubeconfig in .cluste
 cluster-down: venv ## Stop the local control plane and remove its state
 	$(BIN)/python tools/cluster/cluster.py down
 
-run: cluster ## Bring up the local cluster and run the operator against it
+run: cluster ## Bring up the local cluster, install the CRDs, run the operator against it
+	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side --force-conflicts -f crds/
 	KUBECONFIG=$(KUBECONFIG_LOCAL) $(BIN)/mlops-operator run --standalone
 
 kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simulated nodes

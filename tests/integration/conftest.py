@@ -9,8 +9,12 @@ points at instead (that cluster must run kwok with tools/cluster/kwok.yaml;
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +26,12 @@ from kubernetes import client, config
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "cluster"))
 import cluster as local_cluster  # noqa: E402
+
+from mlops_operator import GROUP, api  # noqa: E402
+
+# The test operator watches only namespaces with this prefix, so tests that play the
+# operator's part themselves (writing a status by hand) are left alone.
+OPERATOR_PREFIX = "op"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,10 +72,94 @@ def cluster() -> Cluster:
     return Cluster(kubeconfig=kubeconfig, api=api)
 
 
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> Cluster:
+    """The cluster with the CRDs from crds/ installed and established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    names = [f"crd/{info.plural}.{GROUP}" for info in api.KINDS]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    return cluster
+
+
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace enforcing the `restricted` Pod Security Standard."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
+    """A fresh namespace enforcing `restricted`, which the test operator does not watch."""
+    yield from _namespace(cluster, "t")
+
+
+@pytest.fixture
+def op_namespace(cluster: Cluster, operator: Operator) -> Iterator[str]:
+    """A fresh namespace enforcing `restricted`, watched by the test operator."""
+    yield from _namespace(cluster, OPERATOR_PREFIX)
+
+
+class Operator:
+    """`mlops-operator run` as a real process against the cluster, as an admin would run it."""
+
+    def __init__(self, cluster: Cluster, log_path: Path) -> None:
+        self.cluster = cluster
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        port = _free_port()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlops_operator", "run", "--standalone",
+             f"--namespace={OPERATOR_PREFIX}-*", "--liveness-host=127.0.0.1",
+             f"--liveness-port={port}"],
+            env={**os.environ, "KUBECONFIG": self.cluster.kubeconfig},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", self.proc, self.log_path)
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when a node dies under the operator."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def operator(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    op = Operator(crds, tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    yield op
+    op.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll the liveness endpoint until it answers; fail fast if the process dies."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"operator exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} never answered")
+
+
+def _namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(cluster.api)
     core.create_namespace(
         client.V1Namespace(

@@ -24,16 +24,6 @@ CRD_NAMES = [f"{info.plural}.{GROUP}" for info in api.KINDS]
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> Cluster:
-    """The cluster with the CRDs from crds/ installed and established."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in CRD_NAMES]
-    )
-    return cluster
-
-
 def apply(cluster: Cluster, manifest: dict[str, Any], namespace: str, *flags: str) -> Any:
     return cluster.kubectl(
         "apply", "--server-side", "-n", namespace, *flags, "-f", "-",

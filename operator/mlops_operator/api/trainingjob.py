@@ -38,8 +38,9 @@ class Output(ApiModel):
     """Where the artifact goes and the Model it is registered as."""
 
     uri: Uri = Field(
-        description="Base URI the training container writes the artifact under"
-        " (passed as `MLOPS_OUTPUT_URI`)."
+        description="Base URI for artifacts. Each run writes under its own directory"
+        " `<uri>/<trainingjob>-<uid prefix>`, passed as `MLOPS_OUTPUT_URI`, so a rerun never"
+        " overwrites a registered artifact."
     )
     model_name: ModelName = Field(
         description="Name of the model: on success the operator registers a Model"
@@ -96,7 +97,11 @@ class TrainingJobSpec(ApiModel):
         default=None, ge=1, le=31536000, description="Fail the job when it runs longer than this."
     )
     ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, le=31536000, description="Delete the finished TrainingJob after this."
+        default=None,
+        ge=0,
+        le=31536000,
+        description="Delete the child Job and its pods this many seconds after the run finished"
+        " and its output was registered; the TrainingJob and its Model stay.",
     )
     suspend: bool = Field(
         default=False, description="Suspend the job: no pods run until it is false again."
@@ -147,6 +152,9 @@ class TrainingJobStatus(ApiModel):
         default=None, strict=False, description="When the job succeeded or failed."
     )
     attempts: int | None = Field(default=None, ge=0, description="Attempts started so far.")
+    active: int | None = Field(
+        default=None, ge=0, description="Training pods currently active (pending or running)."
+    )
     job_name: DnsSubdomain | None = Field(
         default=None, description="Name of the child batch/v1 Job."
     )

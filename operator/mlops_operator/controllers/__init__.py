@@ -1,23 +1,29 @@
 """kopf handlers, one module per kind; thin: read, call builders, apply.
 
-`configure` holds the settings every handler relies on, so it is registered
-whatever kinds exist.
+Importing this package registers every handler with kopf's default registry.
 """
 
+import logging
 from typing import Any
 
 import kopf
 
 from mlops_operator import GROUP
+from mlops_operator.controllers import trainingjob
+from mlops_operator.kube import Kube
+
+__all__ = ["trainingjob"]
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Our own names, so two operators (or a kopf default) never fight over them.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    # Events are for humans reading `kubectl describe`; debug chatter is not.
-    settings.posting.level = 20  # logging.INFO
+    # Our handlers post their own Events for lifecycle transitions (kopf.event); kopf's
+    # per-handler "succeeded" chatter stays in the log and out of `kubectl describe`.
+    settings.posting.level = logging.WARNING
+    memo["kube"] = Kube.connect()

@@ -1,0 +1,39 @@
+"""Labels and owner references every child object carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_operator.api import API_VERSION
+from mlops_operator.api.common import RESERVED_PREFIX, ObjectMeta
+
+MANAGED_BY = "mlops-operator"
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """Makes the parent the controller of a child: GC deletes the child with it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_labels(kind: str, name: str, **extra: str) -> dict[str, str]:
+    """`mlops.seed.dev/<kind>=<name>` finds children; app.kubernetes.io/* explain them."""
+    return {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "mlops",
+        f"{RESERVED_PREFIX}{kind.lower()}": name,
+        **{f"{RESERVED_PREFIX}{key.replace('_', '-')}": value for key, value in extra.items()},
+    }
+
+
+def name_and_uid(meta: ObjectMeta) -> tuple[str, str]:
+    """Every object read from the API server has both; builders rely on it."""
+    if not meta.name or not meta.uid:
+        raise ValueError("expected an object read from the API server (with name and uid)")
+    return meta.name, meta.uid

@@ -1,0 +1,71 @@
+"""A succeeded TrainingJob's report -> the Model that registers it. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops_operator.api import API_VERSION, ModelSpec, TrainingJob, model_object_name
+from mlops_operator.api.common import RESERVED_PREFIX
+from mlops_operator.api.model import Artifact, Lineage, TrainingJobRef
+from mlops_operator.api.report import TrainingReport
+from mlops_operator.builders.meta import child_labels, name_and_uid
+
+MODEL_NAME_LABEL = f"{RESERVED_PREFIX}model-name"
+# Finds the Model a TrainingJob registered, so a retry never registers it twice.
+TRAININGJOB_UID_LABEL = f"{RESERVED_PREFIX}trainingjob-uid"
+# Annotation on a TrainingJob naming the code revision, copied into the lineage.
+CODE_REVISION_ANNOTATION = f"{RESERVED_PREFIX}code-revision"
+
+
+def build_model(tj: TrainingJob, report: TrainingReport, version: int) -> dict[str, Any]:
+    name, uid = name_and_uid(tj.metadata)
+    output = tj.spec.output
+    key = output.key_metric if output.key_metric in report.metrics else None
+    spec = ModelSpec(
+        model_name=output.model_name,
+        version=version,
+        artifact=Artifact(
+            uri=report.artifact.uri, format=output.format, digest=report.artifact.digest
+        ),
+        metrics=dict(report.metrics),
+        key_metric=key,
+        lineage=Lineage(
+            training_job=TrainingJobRef(name=name, uid=uid),
+            image=tj.spec.image,
+            dataset=tj.spec.dataset,
+            hyperparameters=dict(tj.spec.hyperparameters),
+            code_revision=tj.metadata.annotations.get(CODE_REVISION_ANNOTATION),
+        ),
+        description=f"Registered from TrainingJob {name}.",
+    )
+    # No ownerReference: the registry entry outlives the TrainingJob.
+    labels = child_labels("TrainingJob", name, model_name=output.model_name)
+    labels[TRAININGJOB_UID_LABEL] = uid
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Model",
+        "metadata": {
+            "name": model_object_name(output.model_name, version),
+            "namespace": tj.metadata.namespace,
+            "labels": labels,
+        },
+        "spec": spec.wire(),
+    }
+
+
+def next_version(models: list[dict[str, Any]], model_name: str) -> int:
+    """One past the highest version of `model_name` among `models`."""
+    versions = [
+        int(m["spec"]["version"]) for m in models if m["spec"].get("modelName") == model_name
+    ]
+    return max(versions, default=0) + 1
+
+
+def registered_by(models: list[dict[str, Any]], uid: str) -> str | None:
+    """The Model a TrainingJob with this uid already registered, if any."""
+    for m in models:
+        lineage_job = ((m["spec"].get("lineage") or {}).get("trainingJob")) or {}
+        if lineage_job.get("uid") == uid:
+            name: str = m["metadata"]["name"]
+            return name
+    return None

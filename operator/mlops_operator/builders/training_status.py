@@ -1,0 +1,342 @@
+"""What a TrainingJob's status should say, from what its Job and pods say. Pure.
+
+The controller reads the objects, calls `observe` and `training_status`, and
+writes the result: all decisions about phases, reasons and messages live here,
+where unit tests can reach every branch without a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from mlops_operator.api import Condition, TrainingJob, TrainingJobStatus
+from mlops_operator.api.report import TrainingReport
+from mlops_operator.api.trainingjob import Failure
+from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION
+
+Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+# Waiting reasons that mean the image will not come without someone changing something.
+IMAGE_PULL_FAILURES = frozenset(
+    {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable"}
+)
+MESSAGE_LIMIT = 4096
+PHASE_MESSAGES = {
+    "Running": "training is running",
+    "Suspended": "training is suspended",
+    "Succeeded": "training succeeded",
+}
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """The parts of a Job and its pods that decide the TrainingJob's status."""
+
+    phase: Phase
+    reason: str
+    message: str
+    active: int = 0
+    failed_pods: int = 0
+    start_time: str | None = None
+    completion_time: str | None = None
+    failure: Failure | None = None
+    # Termination message of the worker with index 0 (or the only worker), once it succeeded.
+    report_message: str | None = None
+    report_pod: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the controller did about a succeeded run's output."""
+
+    registered_model: str | None = None
+    report: TrainingReport | None = None
+    output_error: str | None = None
+
+
+def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobObservation | None:
+    """None when there is no Job; otherwise its phase and, on failure, why."""
+    if job is None:
+        return None
+    status = job.get("status") or {}
+    conditions = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    pending = JobObservation(
+        "Pending",
+        "Pending",
+        "waiting for the training pods to start",
+        active=int(status.get("active") or 0),
+        failed_pods=int(status.get("failed") or 0),
+        start_time=status.get("startTime"),
+    )
+    if "Complete" in conditions:
+        message, pod = _report_message(pods)
+        return replace(
+            pending,
+            phase="Succeeded",
+            reason="Succeeded",
+            message="training finished",
+            completion_time=status.get("completionTime"),
+            report_message=message,
+            report_pod=pod,
+        )
+    if "Failed" in conditions:
+        failed = conditions["Failed"]
+        failure = _failure(failed.get("reason") or "Failed", failed.get("message") or "", pods)
+        return replace(
+            pending,
+            phase="Failed",
+            reason=failure.reason,
+            message=failure.message or failed.get("message") or "training failed",
+            completion_time=failed.get("lastTransitionTime"),
+            failure=failure,
+        )
+    if "Suspended" in conditions or (job.get("spec") or {}).get("suspend"):
+        return replace(pending, phase="Suspended", reason="Suspended", message="suspended")
+    pull = _image_pull_failure(pods)
+    if pull is not None:
+        return replace(
+            pending, phase="Failed", reason=pull.reason, message=pull.message, failure=pull
+        )
+    if int(status.get("ready") or 0) > 0:
+        return replace(pending, phase="Running", reason="Running", message="training is running")
+    return pending
+
+
+def training_status(
+    tj: TrainingJob,
+    observed: JobObservation | None,
+    *,
+    job_name: str | None,
+    attempts: int,
+    outcome: Outcome | None,
+    now: datetime,
+) -> TrainingJobStatus:
+    """The next status. `observed` None with a job_name means the Job was deleted."""
+    previous = tj.status or TrainingJobStatus()
+    generation = tj.metadata.generation
+    phase, reason, message, failure = _phase(observed, job_name)
+    ready, ready_reason, ready_message = phase == "Succeeded", reason, message
+
+    conditions = list(previous.conditions)
+    conditions = set_condition(
+        conditions,
+        "Running",
+        phase == "Running",
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
+    if phase in ("Succeeded", "Failed"):
+        conditions = set_condition(
+            conditions, phase, True, reason, message, generation=generation, now=now
+        )
+    updates: dict[str, Any] = {}
+    if phase == "Succeeded" and outcome is not None:
+        registered = outcome.registered_model is not None
+        ready = registered
+        ready_reason = "ModelRegistered" if registered else "OutputInvalid"
+        ready_message = (
+            f"registered Model {outcome.registered_model}"
+            if registered
+            else f"the run succeeded but its output cannot be registered: {outcome.output_error}"
+        )
+        conditions = set_condition(
+            conditions,
+            "ModelRegistered",
+            registered,
+            ready_reason,
+            ready_message,
+            generation=generation,
+            now=now,
+        )
+        if outcome.report is not None:
+            updates["metrics"] = dict(outcome.report.metrics)
+            key = tj.spec.output.key_metric
+            if key and key in outcome.report.metrics:
+                updates["key_metric"] = f"{key}={outcome.report.metrics[key]:g}"
+        updates["registered_model"] = outcome.registered_model
+    elif phase == "Succeeded":
+        ready_reason, ready_message = "Registering", "registering the output as a Model"
+    conditions = set_condition(
+        conditions,
+        "Ready",
+        ready,
+        ready_reason,
+        ready_message,
+        generation=generation,
+        now=now,
+    )
+    return previous.model_copy(
+        update={
+            "phase": phase,
+            "conditions": conditions,
+            "observed_generation": generation,
+            "job_name": job_name,
+            "attempts": attempts,
+            "active": observed.active if observed else 0,
+            "start_time": previous.start_time or _time(observed.start_time if observed else None),
+            "completion_time": _completion(previous, observed, phase, now),
+            "failure": failure,
+            **updates,
+        }
+    )
+
+
+def is_finished(status: TrainingJobStatus | None) -> bool:
+    """Succeeded with its output handled, or Failed: nothing more will happen."""
+    if status is None:
+        return False
+    if status.phase == "Failed":
+        return True
+    return status.phase == "Succeeded" and any(
+        c.type == "ModelRegistered" for c in status.conditions
+    )
+
+
+def _phase(
+    observed: JobObservation | None, job_name: str | None
+) -> tuple[Phase, str, str, Failure | None]:
+    if observed is None:
+        if job_name is None:
+            return "Pending", "Creating", "creating the training Job", None
+        message = f"the Job {job_name} was deleted while the run was in progress"
+        return "Failed", "JobDeleted", message, Failure(reason="JobDeleted", message=message)
+    return observed.phase, observed.reason, observed.message, observed.failure
+
+
+def _completion(
+    previous: TrainingJobStatus, observed: JobObservation | None, phase: Phase, now: datetime
+) -> datetime | None:
+    if phase not in ("Succeeded", "Failed"):
+        return None
+    return previous.completion_time or _time(observed.completion_time if observed else None) or now
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _trainer_state(pod: dict[str, Any]) -> dict[str, Any]:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == CONTAINER:
+            state: dict[str, Any] = status.get("state") or {}
+            return state
+    return {}
+
+
+def _report_message(pods: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """The termination message of the succeeded worker with index 0 (or the only worker)."""
+    succeeded = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+    for pod in sorted(succeeded, key=_index):
+        terminated = _trainer_state(pod).get("terminated") or {}
+        return terminated.get("message"), pod["metadata"]["name"]
+    return None, None
+
+
+def _index(pod: dict[str, Any]) -> int:
+    annotations = pod["metadata"].get("annotations") or {}
+    return int(annotations.get(INDEX_ANNOTATION, "0"))
+
+
+def _failure(job_reason: str, job_message: str, pods: list[dict[str, Any]]) -> Failure:
+    """Why the run failed: the worker's own exit code and message where there is one."""
+    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    terminated = [(_trainer_state(p).get("terminated") or {}) for p in failed]
+    terminated = sorted(
+        (t for t in terminated if t), key=lambda t: t.get("finishedAt") or "", reverse=True
+    )
+    last = terminated[0] if terminated else {}
+    reason = job_reason
+    if last.get("reason") == "OOMKilled":
+        reason = "OOMKilled"
+    elif job_reason in ("PodFailurePolicy", "MaxFailedIndexesExceeded"):
+        # A worker failed and no restarts are left: for the user, retries ran out.
+        reason = "BackoffLimitExceeded"
+    message = (last.get("message") or job_message or "").strip()
+    return Failure(reason=reason, exit_code=last.get("exitCode"), message=message[:MESSAGE_LIMIT])
+
+
+def _image_pull_failure(pods: list[dict[str, Any]]) -> Failure | None:
+    for pod in pods:
+        waiting = _trainer_state(pod).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_PULL_FAILURES:
+            detail = waiting.get("message") or waiting["reason"]
+            message = f"pod {pod['metadata']['name']} cannot pull its image: {detail}"
+            return Failure(reason="ImagePullFailed", message=message[:MESSAGE_LIMIT])
+    return None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def job_finished(job: dict[str, Any]) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
+
+
+def desired_suspend(tj: TrainingJob, job: dict[str, Any] | None) -> bool | None:
+    """The Job's spec.suspend to set, or None to leave it.
+
+    spec.suspend drives the Job; with a Kueue queue, Kueue decides when to unsuspend.
+    """
+    if job is None or job_finished(job):
+        return None
+    current = bool((job.get("spec") or {}).get("suspend"))
+    wanted = tj.spec.suspend
+    if current == wanted or (tj.spec.queue_name and not wanted):
+        return None
+    return wanted
+
+
+def should_restart(tj: TrainingJob, observed: JobObservation | None, attempt: int) -> bool:
+    """Several nodes: a failed worker fails the Job; restart the whole run while retries last."""
+    return (
+        tj.spec.nodes > 1
+        and observed is not None
+        and observed.failure is not None
+        and observed.failure.reason in ("BackoffLimitExceeded", "OOMKilled")
+        and attempt <= tj.spec.backoff_limit
+    )
+
+
+def attempts(tj: TrainingJob, observed: JobObservation | None, attempt: int) -> int:
+    """Runs started: Job attempts for several nodes, pods for one (the Job retries those)."""
+    if tj.spec.nodes > 1 or observed is None:
+        return attempt
+    started = observed.active > 0 or observed.phase == "Succeeded"
+    return max(1, observed.failed_pods + int(started))
+
+
+def lifecycle_events(previous: TrainingJobStatus, status: TrainingJobStatus) -> list[Event]:
+    """An Event for each transition, for `kubectl describe` and alerting."""
+    events: list[Event] = []
+    if status.phase != previous.phase:
+        if status.phase == "Failed" and status.failure:
+            message = status.failure.message or status.failure.reason
+            if status.failure.exit_code is not None:
+                message = f"exit code {status.failure.exit_code}: {message}"
+            events.append(Event("Warning", status.failure.reason, message[:1024]))
+        elif status.phase == "Running" and previous.phase == "Suspended":
+            events.append(Event("Normal", "Resumed", "training resumed"))
+        elif status.phase in PHASE_MESSAGES:
+            events.append(Event("Normal", status.phase, PHASE_MESSAGES[status.phase]))
+    if status.registered_model and status.registered_model != previous.registered_model:
+        metric = f" ({status.key_metric})" if status.key_metric else ""
+        message = f"registered Model {status.registered_model}{metric}"
+        events.append(Event("Normal", "ModelRegistered", message))
+    now = _condition(status, "ModelRegistered")
+    before = _condition(previous, "ModelRegistered")
+    if now and now.reason == "OutputInvalid" and (before is None or before.reason != now.reason):
+        events.append(Event("Warning", "OutputInvalid", now.message[:1024]))
+    return events
+
+
+def _condition(status: TrainingJobStatus, type_: str) -> Condition | None:
+    return next((c for c in status.conditions if c.type == type_), None)

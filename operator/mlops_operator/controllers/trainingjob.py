@@ -1,0 +1,265 @@
+"""TrainingJob handlers: thin. Read, call builders, write.
+
+Every trigger (the TrainingJob itself, its Job, a pod failing to pull) funnels
+into `reconcile`, which recomputes the whole status from what exists now, so a
+missed event or an operator restart converges to the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from mlops_operator import GROUP, VERSION
+from mlops_operator.api import TrainingJob, TrainingJobStatus, describe_errors
+from mlops_operator.api.report import ReportError, TrainingReport, parse_report
+from mlops_operator.builders import registry, training
+from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.training_status import (
+    IMAGE_PULL_FAILURES,
+    JobObservation,
+    Outcome,
+    attempts,
+    desired_suspend,
+    is_finished,
+    job_finished,
+    lifecycle_events,
+    observe,
+    should_restart,
+    training_status,
+)
+from mlops_operator.kube import AlreadyExists, Body, Kube
+
+PLURAL = "trainingjobs"
+TJ_LABEL = f"{GROUP}/trainingjob"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+MAX_REGISTER_TRIES = 50
+log = logging.getLogger(__name__)
+
+# One reconcile at a time per TrainingJob: its own handler and its Job's events
+# arrive on different kopf workers.
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+
+
+def _lock(namespace: str, name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks[(namespace, name)]
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def trainingjob_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    reconcile(memo["kube"], namespace or "", name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
+def job_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
+
+
+def _pull_failing(status: kopf.Status, **_: Any) -> bool:
+    return any(
+        ((s.get("state") or {}).get("waiting") or {}).get("reason") in IMAGE_PULL_FAILURES
+        for s in status.get("containerStatuses") or []
+    )
+
+
+# A pod stuck pulling its image changes nothing on its Job, so watch the pod itself.
+@kopf.on.event("", "v1", "pods", labels={TJ_LABEL: kopf.PRESENT}, when=_pull_failing)
+def pod_cannot_pull(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
+
+
+def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
+    """Event handlers get no retries from kopf; a transient API error must not lose a run."""
+    for delay in (0.5, 1, 2, 4, 8, 16):
+        try:
+            reconcile(kube, namespace, name)
+            return
+        except ApiException as err:
+            log.warning("reconciling %s/%s failed (%s); retrying", namespace, name, err.status)
+            time.sleep(delay)
+    reconcile(kube, namespace, name)
+
+
+def reconcile(kube: Kube, namespace: str, name: str) -> None:
+    with _lock(namespace, name):
+        # Read afresh under the lock: a status another worker just wrote must be seen.
+        body = kube.get_custom(PLURAL, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            tj = TrainingJob.model_validate(body)
+        except ValidationError as err:
+            _reject(kube, body, err)
+            return
+        if is_finished(tj.status):
+            _expire_job(kube, tj)
+            return
+        _reconcile(kube, body, tj)
+
+
+def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
+    namespace = body["metadata"]["namespace"]
+    previous = tj.status or TrainingJobStatus()
+    job_name = previous.job_name or training.job_name(tj)
+    job = kube.get_job(namespace, job_name)
+    if job is None and previous.job_name is None:
+        job = _create_job(kube, tj, attempt=1)
+        message = f"created Job {job_name}"
+        kopf.event(_target(body), type="Normal", reason="JobCreated", message=message)
+    suspend = desired_suspend(tj, job)
+    if job is not None and suspend is not None:
+        kube.patch_job(namespace, job["metadata"]["name"], {"spec": {"suspend": suspend}})
+        job["spec"]["suspend"] = suspend
+
+    observed = observe(job, _pods_if_needed(kube, namespace, job))
+    attempt = training.attempt_of(tj, job_name)
+    if should_restart(tj, observed, attempt):
+        attempt += 1
+        job = _create_job(kube, tj, attempt)
+        job_name = job["metadata"]["name"]
+        message = f"a worker failed; restarting the run as {job_name}"
+        kopf.event(_target(body), type="Normal", reason="Restarted", message=message)
+        observed = observe(job, [])
+
+    outcome = _register(kube, tj, observed) if observed and observed.phase == "Succeeded" else None
+    status = training_status(
+        tj,
+        observed,
+        job_name=job_name if job is not None or previous.job_name else None,
+        attempts=attempts(tj, observed, attempt),
+        outcome=outcome,
+        now=datetime.now(UTC),
+    )
+    _write_status(kube, body, previous, status)
+    for event in lifecycle_events(previous, status):
+        kopf.event(_target(body), type=event.type, reason=event.reason, message=event.message)
+    if is_finished(status):
+        _expire_job(kube, tj.model_copy(update={"status": status}))
+
+
+def _create_job(kube: Kube, tj: TrainingJob, attempt: int) -> Body:
+    """Create the attempt's Job, or adopt it if an earlier (crashed) pass already did."""
+    if tj.spec.nodes > 1:
+        kube.ensure_service(training.build_service(tj))
+    manifest = training.build_job(tj, attempt)
+    try:
+        return kube.create_job(manifest)
+    except AlreadyExists:
+        existing = kube.get_job(tj.metadata.namespace or "", manifest["metadata"]["name"])
+        if existing is None:
+            raise
+        return existing
+
+
+def _pods_if_needed(kube: Kube, namespace: str, job: Body | None) -> list[Body]:
+    """Pods only matter once the Job finished (report, exit code) or some are not ready."""
+    if job is None:
+        return []
+    status = job.get("status") or {}
+    not_ready = int(status.get("active") or 0) > int(status.get("ready") or 0)
+    if not (job_finished(job) or not_ready):
+        return []
+    return kube.list_pods(namespace, f"{JOB_NAME_LABEL}={job['metadata']['name']}")
+
+
+def _register(kube: Kube, tj: TrainingJob, observed: JobObservation) -> Outcome:
+    """Register the run's output as the next version of its model, exactly once."""
+    try:
+        report = parse_report(observed.report_message)
+    except ReportError as err:
+        where = f" (pod {observed.report_pod})" if observed.report_pod else ""
+        return Outcome(output_error=f"{err}{where}")
+    try:
+        return Outcome(registered_model=_create_model(kube, tj, report), report=report)
+    except ValidationError as err:
+        return Outcome(output_error="; ".join(describe_errors(err)), report=report)
+
+
+def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
+    namespace = tj.metadata.namespace or ""
+    name, uid = tj.metadata.name or "", tj.metadata.uid or ""
+    model_name = tj.spec.output.model_name
+    models = kube.list_custom("models", namespace, f"{registry.MODEL_NAME_LABEL}={model_name}")
+    already = registry.registered_by(models, uid)
+    if already:
+        return already
+    # Versions are names (<model>-v<N>), so the API server arbitrates races: whoever
+    # creates the name first owns that version; the others move to the next one.
+    version = registry.next_version(models, model_name)
+    for _ in range(MAX_REGISTER_TRIES):
+        manifest = registry.build_model(tj, report, version)
+        try:
+            kube.create_custom("models", manifest)
+            return str(manifest["metadata"]["name"])
+        except AlreadyExists:
+            taken = kube.get_custom("models", namespace, manifest["metadata"]["name"])
+            if taken is not None and registry.registered_by([taken], uid):
+                return str(manifest["metadata"]["name"])
+            version += 1
+    raise kopf.TemporaryError(f"could not find a free version of {model_name} for {name}")
+
+
+def _write_status(
+    kube: Kube, body: Body, previous: TrainingJobStatus, status: TrainingJobStatus
+) -> None:
+    old, new = previous.wire(), status.wire()
+    if old == new:
+        return
+    # Merge patch: a field the new status drops must be sent as null to be removed.
+    patch: Body = {key: None for key in old if key not in new} | new
+    meta = body["metadata"]
+    kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
+
+
+def _expire_job(kube: Kube, tj: TrainingJob) -> None:
+    """Apply ttlSecondsAfterFinished to the Job only now that its output is safe."""
+    ttl = tj.spec.ttl_seconds_after_finished
+    job_name = tj.status.job_name if tj.status else None
+    if ttl is None or job_name is None:
+        return
+    job = kube.get_job(tj.metadata.namespace or "", job_name)
+    if job is not None and (job.get("spec") or {}).get("ttlSecondsAfterFinished") != ttl:
+        patch = {"spec": {"ttlSecondsAfterFinished": ttl}}
+        kube.patch_job(job["metadata"]["namespace"], job_name, patch)
+
+
+def _target(body: Body) -> kopf.Body:
+    """What kopf's event posting needs: the object the Event is about."""
+    return kopf.Body(cast(kopf.RawBody, body))
+
+
+def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
+    """A spec the API server should have refused: say so once; never retry it."""
+    message = "; ".join(describe_errors(err))[:4096]
+    meta = body["metadata"]
+    previous = (body.get("status") or {}).get("conditions") or []
+    if any(c.get("reason") == "InvalidSpec" and c.get("message") == message for c in previous):
+        return
+    conditions = set_condition(
+        [],
+        "Ready",
+        False,
+        "InvalidSpec",
+        message,
+        generation=meta.get("generation"),
+        now=datetime.now(UTC),
+    )
+    status = {
+        "phase": "Failed",
+        "observedGeneration": meta.get("generation"),
+        "conditions": [c.wire() for c in conditions],
+    }
+    kube.patch_status(PLURAL, meta["namespace"], meta["name"], status)
+    kopf.event(_target(body), type="Warning", reason="InvalidSpec", message=message[:1024])

@@ -1,0 +1,364 @@
+"""The TrainingJob controller against the real control plane, kwok playing the pods."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from mlops_operator.api.report import TrainingReport
+
+from .conftest import Cluster, Operator
+
+DIGEST = "sha256:" + "ab" * 32
+INDEX = "batch.kubernetes.io/job-completion-index"
+RESUME = '{"spec":{"suspend":false}}'
+
+
+def report(accuracy: float = 0.97, uri: str = "s3://bucket/iris/run/model.joblib") -> str:
+    return TrainingReport.model_validate(
+        {"metrics": {"accuracy": accuracy, "loss": 0.1}, "artifact": {"uri": uri, "digest": DIGEST}}
+    ).to_message()
+
+
+def trainingjob(name: str, *, model: str = "iris", sim: dict[str, str] | None = None,
+                **spec: Any) -> dict[str, Any]:  # fmt: skip
+    """A TrainingJob whose pods kwok plays as `sim` says (default: succeed with a report)."""
+    annotations = {"sim.mlops.seed.dev/message": report()} if sim is None else sim
+    return {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "registry.example/train:1",
+            "hyperparameters": {"C": "1.0"},
+            "dataset": {"uri": "s3://data/iris.csv", "digest": DIGEST},
+            "output": {
+                "uri": "s3://bucket/iris",
+                "modelName": model,
+                "format": "sklearn",
+                "keyMetric": "accuracy",
+            },
+            "podMetadata": {"annotations": annotations},
+            **spec,
+        },
+    }
+
+
+def apply(cluster: Cluster, namespace: str, *manifests: dict[str, Any]) -> None:
+    docs = yaml.safe_dump_all(list(manifests))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=docs)
+
+
+def get(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "-n", namespace, kind, name, "-o", "json").stdout
+    loaded: dict[str, Any] = json.loads(out)
+    return loaded
+
+
+def items(cluster: Cluster, namespace: str, kind: str, *selector: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl("get", "-n", namespace, kind, *selector, "-o", "json").stdout
+    listed: list[dict[str, Any]] = json.loads(out)["items"]
+    return listed
+
+
+def wait(cluster: Cluster, namespace: str, target: str, condition: str, timeout: int = 90) -> None:
+    cluster.kubectl(
+        "wait", "-n", namespace, f"--for={condition}", target, f"--timeout={timeout}s",
+        timeout=timeout + 10,
+    )  # fmt: skip
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def env_of(pod_or_job: dict[str, Any]) -> dict[str, Any]:
+    spec = pod_or_job["spec"]
+    pod_spec = spec["template"]["spec"] if "template" in spec else spec
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod_spec["containers"][0]["env"]}
+
+
+def events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
+    listed = items(cluster, namespace, "events", f"--field-selector=involvedObject.name={name}")
+    return [(e["type"], e["reason"]) for e in listed]
+
+
+def test_success_registers_a_model_with_metrics_and_lineage(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("iris-a"))
+    wait(cluster, ns, "tj/iris-a", "condition=Ready")
+
+    tj = get(cluster, ns, "tj", "iris-a")
+    status = tj["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["registeredModel"] == "iris-v1"
+    assert status["metrics"] == {"accuracy": 0.97, "loss": 0.1}
+    assert status["keyMetric"] == "accuracy=0.97"
+    assert status["jobName"] == "iris-a"
+    assert status["attempts"] == 1
+    assert status["observedGeneration"] == tj["metadata"]["generation"]
+    assert status["startTime"]
+    assert status["completionTime"]
+    assert condition(tj, "Succeeded")["status"] == "True"
+    assert condition(tj, "Ready")["reason"] == "ModelRegistered"
+
+    model = get(cluster, ns, "mdl", "iris-v1")
+    assert model["spec"]["modelName"] == "iris"
+    assert model["spec"]["version"] == 1
+    assert model["spec"]["artifact"] == {
+        "uri": "s3://bucket/iris/run/model.joblib",
+        "digest": DIGEST,
+        "format": "sklearn",
+    }
+    assert model["spec"]["metrics"] == {"accuracy": 0.97, "loss": 0.1}
+    lineage = model["spec"]["lineage"]
+    assert lineage["trainingJob"] == {"name": "iris-a", "uid": tj["metadata"]["uid"]}
+    assert lineage["image"] == "registry.example/train:1"
+    assert lineage["dataset"] == {"uri": "s3://data/iris.csv", "digest": DIGEST}
+    assert lineage["hyperparameters"] == {"C": "1.0"}
+    assert "ownerReferences" not in model["metadata"], "the Model outlives its TrainingJob"
+    reasons = [reason for _, reason in events(cluster, ns, "iris-a")]
+    assert {"JobCreated", "Succeeded", "ModelRegistered"} <= set(reasons)
+
+
+def test_job_carries_the_container_contract(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    gpu = {"limits": {"nvidia.com/gpu": "2", "memory": "1Gi"}, "requests": {"cpu": "1"}}
+    apply(cluster, ns, trainingjob("contract", resources=gpu, backoffLimit=2))
+    wait(cluster, ns, "tj/contract", "condition=Ready")
+    tj = get(cluster, ns, "tj", "contract")
+    job = get(cluster, ns, "job", "contract")
+
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"]) == ("TrainingJob", tj["metadata"]["uid"])
+    assert owner["controller"] is True
+    labels = job["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "mlops-operator"
+    assert labels["mlops.seed.dev/trainingjob"] == "contract"
+    assert job["spec"]["backoffLimit"] == 2
+    env = env_of(job)
+    assert env["MLOPS_RUN_ID"] == tj["metadata"]["uid"]
+    assert env["MLOPS_MODEL_NAME"] == "iris"
+    assert env["MLOPS_OUTPUT_URI"] == f"s3://bucket/iris/contract-{tj['metadata']['uid'][:8]}"
+    assert json.loads(env["MLOPS_HPARAMS"]) == {"C": "1.0"}
+    assert env["MLOPS_DATASET_URI"] == "s3://data/iris.csv"
+
+    (pod,) = items(cluster, ns, "pods", "-l", "batch.kubernetes.io/job-name=contract")
+    container = pod["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    node = client.CoreV1Api(cluster.api).read_node(pod["spec"]["nodeName"])
+    assert node.status.allocatable.get("nvidia.com/gpu") == "4", "GPU pod on the GPU node"
+    # The namespace enforces `restricted`: that the pod exists at all proves it passed.
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_versions_increase_per_model(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("first"))
+    wait(cluster, ns, "tj/first", "condition=Ready")
+    apply(cluster, ns, trainingjob("second", sim={"sim.mlops.seed.dev/message": report(0.99)}))
+    wait(cluster, ns, "tj/second", "condition=Ready")
+    assert get(cluster, ns, "tj", "second")["status"]["registeredModel"] == "iris-v2"
+    assert get(cluster, ns, "mdl", "iris-v2")["spec"]["metrics"]["accuracy"] == 0.99
+
+
+def test_five_concurrent_runs_get_versions_one_to_five(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    names = [f"par-{i}" for i in range(5)]
+    apply(cluster, ns, *[trainingjob(n, model="fraud") for n in names])
+    for n in names:
+        wait(cluster, ns, f"tj/{n}", "condition=Ready")
+    registered = sorted(get(cluster, ns, "tj", n)["status"]["registeredModel"] for n in names)
+    assert registered == [f"fraud-v{v}" for v in range(1, 6)]
+    models = items(cluster, ns, "mdl", "-l", "mlops.seed.dev/model-name=fraud")
+    assert sorted(m["spec"]["version"] for m in models) == [1, 2, 3, 4, 5]
+    assert len({m["spec"]["lineage"]["trainingJob"]["uid"] for m in models}) == 5
+
+
+def test_failure_reports_exit_code_and_message(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    message = '{"error": "loss diverged at step 120"}'
+    sim = {"sim.mlops.seed.dev/exit-code": "3", "sim.mlops.seed.dev/message": message}
+    apply(cluster, ns, trainingjob("boom", sim=sim, backoffLimit=1))
+    wait(cluster, ns, "tj/boom", "condition=Failed")
+    status = get(cluster, ns, "tj", "boom")["status"]
+    assert status["phase"] == "Failed"
+    assert status["failure"] == {
+        "reason": "BackoffLimitExceeded",
+        "exitCode": 3,
+        "message": message,
+    }
+    assert status["attempts"] == 2, "backoffLimit 1: two attempts"
+    assert condition(get(cluster, ns, "tj", "boom"), "Ready")["status"] == "False"
+    assert items(cluster, ns, "mdl") == []
+    assert ("Warning", "BackoffLimitExceeded") in events(cluster, ns, "boom")
+
+
+def test_oom_killed_is_named(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    sim = {"sim.mlops.seed.dev/exit-code": "137", "sim.mlops.seed.dev/reason": "OOMKilled"}
+    apply(cluster, ns, trainingjob("oom", sim=sim))
+    wait(cluster, ns, "tj/oom", "condition=Failed")
+    failure = get(cluster, ns, "tj", "oom")["status"]["failure"]
+    assert (failure["reason"], failure["exitCode"]) == ("OOMKilled", 137)
+
+
+def test_deadline_exceeded(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    sim = {"sim.mlops.seed.dev/duration": "1h"}
+    apply(cluster, ns, trainingjob("slow", sim=sim, activeDeadlineSeconds=2))
+    wait(cluster, ns, "tj/slow", "condition=Failed")
+    status = get(cluster, ns, "tj", "slow")["status"]
+    assert status["failure"]["reason"] == "DeadlineExceeded"
+    assert items(cluster, ns, "mdl") == []
+
+
+def test_image_pull_failure(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    sim = {
+        "sim.mlops.seed.dev/waiting-reason": "ImagePullBackOff",
+        "sim.mlops.seed.dev/waiting-message": "registry.example/train:1: not found",
+    }
+    apply(cluster, ns, trainingjob("nopull", sim=sim))
+    wait(cluster, ns, "tj/nopull", "condition=Failed")
+    failure = get(cluster, ns, "tj", "nopull")["status"]["failure"]
+    assert failure["reason"] == "ImagePullFailed"
+    assert "not found" in failure["message"]
+
+
+def test_suspend_and_resume(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("later", suspend=True))
+    wait(cluster, ns, "tj/later", "jsonpath={.status.phase}=Suspended")
+    assert get(cluster, ns, "job", "later")["spec"]["suspend"] is True
+    assert items(cluster, ns, "pods", "-l", "batch.kubernetes.io/job-name=later") == []
+
+    cluster.kubectl("patch", "-n", ns, "tj/later", "--type=merge", "-p", RESUME)
+    wait(cluster, ns, "tj/later", "condition=Ready")
+    assert get(cluster, ns, "tj", "later")["status"]["registeredModel"] == "iris-v1"
+    assert ("Normal", "Suspended") in events(cluster, ns, "later")
+
+
+def test_queue_name_creates_the_job_suspended_for_kueue(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("queued", queueName="team-a"))
+    wait(cluster, ns, "tj/queued", "jsonpath={.status.phase}=Suspended")
+    job = get(cluster, ns, "job", "queued")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    # Kueue admits the Job by unsuspending it; play Kueue and the run completes.
+    cluster.kubectl("patch", "-n", ns, "job/queued", "--type=merge", "-p", RESUME)
+    wait(cluster, ns, "tj/queued", "condition=Ready")
+
+
+def test_multi_node_indexed_job_with_rendezvous_env(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("ddp", nodes=3, processesPerNode=4))
+    wait(cluster, ns, "tj/ddp", "condition=Ready")
+    job = get(cluster, ns, "job", "ddp")
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+    service = get(cluster, ns, "service", "ddp")
+    assert service["spec"]["clusterIP"] == "None"
+
+    pods = items(cluster, ns, "pods", "-l", "batch.kubernetes.io/job-name=ddp")
+    assert sorted(p["metadata"]["annotations"][INDEX] for p in pods) == ["0", "1", "2"]
+    for pod in pods:
+        index = pod["metadata"]["annotations"][INDEX]
+        assert pod["spec"]["hostname"] == f"ddp-{index}"
+        assert pod["spec"]["subdomain"] == "ddp"
+        env = env_of(pod)
+        assert env["MASTER_ADDR"] == f"ddp-0.ddp.{ns}.svc"
+        assert env["MASTER_PORT"] == "29500"
+        assert env["WORLD_SIZE"] == env["PET_NNODES"] == "3"
+        assert env["PET_NPROC_PER_NODE"] == "4"
+        for rank in ("RANK", "NODE_RANK", "PET_NODE_RANK"):
+            path = env[rank]["fieldRef"]["fieldPath"]
+            assert path == f"metadata.annotations['{INDEX}']"
+
+
+def test_multi_node_failure_restarts_the_whole_run(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    sim = {"sim.mlops.seed.dev/exit-code": "1", "sim.mlops.seed.dev/message": "NCCL timeout"}
+    apply(cluster, ns, trainingjob("ddp-fail", nodes=2, backoffLimit=1, sim=sim))
+    wait(cluster, ns, "tj/ddp-fail", "condition=Failed")
+    status = get(cluster, ns, "tj", "ddp-fail")["status"]
+    assert status["attempts"] == 2
+    assert status["jobName"] == "ddp-fail-2"
+    assert status["failure"]["reason"] == "BackoffLimitExceeded"
+    assert status["failure"]["exitCode"] == 1
+    first = get(cluster, ns, "job", "ddp-fail")
+    assert condition(first, "Failed")["reason"] == "PodFailurePolicy", "one failure ends an attempt"
+    assert ("Normal", "Restarted") in events(cluster, ns, "ddp-fail")
+
+
+def test_malformed_report_is_output_invalid(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    sim = {"sim.mlops.seed.dev/message": '{"metrics": {"accuracy": "great"}}'}
+    apply(cluster, ns, trainingjob("garbled", sim=sim))
+    wait(cluster, ns, "tj/garbled", "condition=ModelRegistered=False")
+    tj = get(cluster, ns, "tj", "garbled")
+    assert tj["status"]["phase"] == "Succeeded", "the run's success stays visible"
+    ready = condition(tj, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "OutputInvalid")
+    assert "metrics.accuracy" in ready["message"]
+    assert "artifact" in ready["message"]
+    assert items(cluster, ns, "mdl") == []
+    assert ("Warning", "OutputInvalid") in events(cluster, ns, "garbled")
+
+
+def test_deleting_the_job_mid_run_is_reported_not_recreated(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("orphan", sim={"sim.mlops.seed.dev/duration": "1h"}))
+    wait(cluster, ns, "tj/orphan", "jsonpath={.status.phase}=Running")
+    cluster.kubectl("delete", "-n", ns, "job/orphan", "--wait=true")
+    wait(cluster, ns, "tj/orphan", "condition=Failed")
+    assert get(cluster, ns, "tj", "orphan")["status"]["failure"]["reason"] == "JobDeleted"
+    assert items(cluster, ns, "jobs") == [], "not silently recreated"
+
+
+def test_deletion_cascades_and_keeps_the_model(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("gone"))
+    wait(cluster, ns, "tj/gone", "condition=Ready")
+    assert items(cluster, ns, "pods", "-l", "mlops.seed.dev/trainingjob=gone")
+    cluster.kubectl("delete", "-n", ns, "tj/gone", "--wait=true")
+    wait(cluster, ns, "job/gone", "delete")
+    cluster.kubectl("wait", "-n", ns, "--for=delete", "pod", "-l", "job-name=gone")
+    assert get(cluster, ns, "mdl", "iris-v1")["spec"]["lineage"]["trainingJob"]["name"] == "gone"
+
+
+def test_ttl_removes_the_job_after_registration(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("brief", ttlSecondsAfterFinished=0))
+    wait(cluster, ns, "tj/brief", "condition=Ready")
+    wait(cluster, ns, "job/brief", "delete")
+    assert get(cluster, ns, "tj", "brief")["status"]["registeredModel"] == "iris-v1"
+    assert get(cluster, ns, "mdl", "iris-v1")
+
+
+def test_operator_killed_mid_run_converges_without_duplicates(
+    cluster: Cluster, op_namespace: str, operator: Operator
+) -> None:
+    ns = op_namespace
+    sim = {"sim.mlops.seed.dev/message": report(), "sim.mlops.seed.dev/duration": "3s"}
+    apply(cluster, ns, trainingjob("crash", sim=sim))
+    wait(cluster, ns, "tj/crash", "jsonpath={.status.phase}=Running")
+    operator.kill()
+    try:
+        # The run finishes while no operator is there to see it.
+        wait(cluster, ns, "job/crash", "condition=Complete")
+    finally:
+        operator.start()
+    wait(cluster, ns, "tj/crash", "condition=Ready")
+    assert [j["metadata"]["name"] for j in items(cluster, ns, "jobs")] == ["crash"]
+    assert [m["metadata"]["name"] for m in items(cluster, ns, "mdl")] == ["iris-v1"]

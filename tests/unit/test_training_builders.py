@@ -1,0 +1,333 @@
+"""Pure builders of the TrainingJob controller: Job, Service, Model, status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mlops_operator.api import TrainingJob
+from mlops_operator.api.report import TrainingReport
+from mlops_operator.builders import registry, training
+from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.training_status import (
+    Outcome,
+    attempts,
+    desired_suspend,
+    is_finished,
+    lifecycle_events,
+    observe,
+    should_restart,
+    training_status,
+)
+
+UID = "0123abcd-0000-4000-8000-000000000000"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def tj(**spec: Any) -> TrainingJob:
+    return TrainingJob.model_validate(
+        {
+            "metadata": {"name": "iris", "namespace": "ml", "uid": UID, "generation": 2},
+            "spec": {
+                "image": "train:1",
+                "output": {"uri": "s3://b/iris/", "modelName": "iris", "format": "sklearn",
+                           "keyMetric": "accuracy"},
+                **spec,
+            },
+        }
+    )  # fmt: skip
+
+
+def env(job: dict[str, Any]) -> dict[str, Any]:
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def job_status(*conditions: tuple[str, str], **status: Any) -> dict[str, Any]:
+    listed = [{"type": t, "status": "True", "reason": r, "message": f"{r}!"} for t, r in conditions]
+    return {"metadata": {"name": "iris"}, "spec": {}, "status": {"conditions": listed, **status}}
+
+
+def pod(phase: str, index: int = 0, **state: Any) -> dict[str, Any]:
+    annotations = {training.INDEX_ANNOTATION: str(index)}
+    return {
+        "metadata": {"name": f"iris-{index}", "annotations": annotations},
+        "status": {"phase": phase, "containerStatuses": [{"name": "trainer", "state": state}]},
+    }
+
+
+# --- Job -----------------------------------------------------------------------------
+
+
+def test_single_node_job_carries_the_contract_and_passes_restricted() -> None:
+    job = training.build_job(tj(backoffLimit=3, activeDeadlineSeconds=60,
+                                hyperparameters={"lr": "0.1"}))  # fmt: skip
+    assert job["metadata"]["name"] == "iris"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == UID
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["suspend"]) == (3, 60, False)
+    assert "completionMode" not in spec
+    pod_spec = spec["template"]["spec"]
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    assert pod_spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod_spec["containers"][0]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert env(job) == {
+        "MLOPS_RUN_ID": UID,
+        "MLOPS_MODEL_NAME": "iris",
+        "MLOPS_OUTPUT_URI": "s3://b/iris/iris-0123abcd",
+        "MLOPS_HPARAMS": '{"lr": "0.1"}',
+    }
+
+
+def test_user_env_scheduling_and_pod_metadata_reach_the_pod() -> None:
+    job = training.build_job(
+        tj(
+            env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+            scheduling={"nodeSelector": {"pool": "gpu"}, "priorityClassName": "high"},
+            podMetadata={"labels": {"team": "a"}, "annotations": {"note": "x"}},
+            serviceAccountName="trainer",
+        )
+    )
+    template = job["spec"]["template"]
+    assert env(job)["TOKEN"] == {"secretKeyRef": {"name": "s", "key": "k"}}
+    assert template["spec"]["nodeSelector"] == {"pool": "gpu"}
+    assert template["spec"]["priorityClassName"] == "high"
+    assert template["spec"]["serviceAccountName"] == "trainer"
+    assert template["spec"]["automountServiceAccountToken"] is True
+    assert template["metadata"]["labels"]["team"] == "a"
+    assert template["metadata"]["labels"]["mlops.seed.dev/trainingjob"] == "iris"
+    assert template["metadata"]["annotations"] == {"note": "x"}
+
+
+def test_multi_node_job_is_indexed_and_fails_as_a_whole() -> None:
+    job = training.build_job(tj(nodes=4, backoffLimit=2), attempt=2)
+    spec = job["spec"]
+    assert job["metadata"]["name"] == "iris-2"
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
+    assert spec["backoffLimit"] == 0, "the operator restarts the whole run, not the Job"
+    actions = [rule["action"] for rule in spec["podFailurePolicy"]["rules"]]
+    assert actions == ["Ignore", "FailJob"]
+    assert spec["template"]["spec"]["subdomain"] == "iris"
+    variables = env(job)
+    assert variables["MASTER_ADDR"] == "iris-2-0.iris.ml.svc"
+    assert variables["WORLD_SIZE"] == "4"
+    assert variables["RANK"]["fieldRef"]["fieldPath"].endswith(f"['{training.INDEX_ANNOTATION}']")
+    service = training.build_service(tj(nodes=4))
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_queue_name_starts_suspended_with_the_kueue_label() -> None:
+    job = training.build_job(tj(queueName="team-a"))
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"][training.KUEUE_QUEUE_LABEL] == "team-a"
+
+
+@pytest.mark.parametrize(("job", "attempt"), [("iris", 1), ("iris-2", 2), ("iris-12", 12)])
+def test_attempt_of_inverts_job_name(job: str, attempt: int) -> None:
+    assert training.attempt_of(tj(), job) == attempt
+    assert training.job_name(tj(), attempt) == job
+
+
+# --- observing the Job ---------------------------------------------------------------
+
+
+def test_observe_success_reads_index_zero_report() -> None:
+    pods = [
+        pod("Succeeded", 1, terminated={"message": "worker-1"}),
+        pod("Succeeded", 0, terminated={"message": "worker-0"}),
+    ]
+    seen = observe(job_status(("Complete", "Completed")), pods)
+    assert seen is not None
+    assert (seen.phase, seen.report_message, seen.report_pod) == ("Succeeded", "worker-0", "iris-0")
+
+
+def test_observe_failure_takes_the_latest_exit_code_and_message() -> None:
+    pods = [
+        pod("Failed", terminated={"exitCode": 2, "message": "old", "finishedAt": "T00:00"}),
+        pod("Failed", terminated={"exitCode": 3, "message": "new", "finishedAt": "T00:01"}),
+    ]
+    seen = observe(job_status(("Failed", "BackoffLimitExceeded")), pods)
+    assert seen is not None
+    assert seen.failure is not None
+    assert (seen.failure.reason, seen.failure.exit_code, seen.failure.message) == (
+        "BackoffLimitExceeded", 3, "new",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("job_reason", "terminated_reason", "expected"),
+    [
+        ("DeadlineExceeded", "Error", "DeadlineExceeded"),
+        ("BackoffLimitExceeded", "OOMKilled", "OOMKilled"),
+        ("PodFailurePolicy", "Error", "BackoffLimitExceeded"),
+    ],
+)
+def test_failure_reasons(job_reason: str, terminated_reason: str, expected: str) -> None:
+    pods = [pod("Failed", terminated={"exitCode": 1, "reason": terminated_reason})]
+    seen = observe(job_status(("Failed", job_reason)), pods)
+    assert seen is not None
+    assert seen.failure is not None
+    assert seen.failure.reason == expected
+
+
+def test_observe_image_pull_backoff_fails_but_a_first_pull_error_waits() -> None:
+    waiting = observe(job_status(active=1), [pod("Pending", waiting={"reason": "ErrImagePull"})])
+    assert waiting is not None
+    assert waiting.phase == "Pending"
+    stuck = [pod("Pending", waiting={"reason": "ImagePullBackOff", "message": "not found"})]
+    failed = observe(job_status(active=1), stuck)
+    assert failed is not None
+    assert failed.failure is not None
+    assert (failed.phase, failed.failure.reason) == ("Failed", "ImagePullFailed")
+    assert "not found" in failed.failure.message
+
+
+def test_observe_running_pending_suspended_and_missing() -> None:
+    running = observe(job_status(active=2, ready=1), [])
+    assert running is not None
+    assert running.phase == "Running"
+    pending = observe(job_status(active=1, ready=0), [])
+    assert pending is not None
+    assert pending.phase == "Pending"
+    suspended = observe(job_status(("Suspended", "JobSuspended")), [])
+    assert suspended is not None
+    assert suspended.phase == "Suspended"
+    assert observe(None, []) is None
+
+
+# --- status --------------------------------------------------------------------------
+
+
+def registered_outcome() -> Outcome:
+    report = TrainingReport.model_validate(
+        {"metrics": {"accuracy": 0.9512, "loss": 0.2}, "artifact": {"uri": "s3://b/m"}}
+    )
+    return Outcome(registered_model="iris-v3", report=report)
+
+
+def test_succeeded_and_registered_is_ready() -> None:
+    seen = observe(job_status(("Complete", "Completed"), startTime="2026-11-26T11:00:00Z"), [])
+    status = training_status(tj(), seen, job_name="iris", attempts=1,
+                             outcome=registered_outcome(), now=NOW)  # fmt: skip
+    assert status.phase == "Succeeded"
+    assert status.registered_model == "iris-v3"
+    assert status.key_metric == "accuracy=0.9512"
+    assert status.observed_generation == 2
+    assert status.start_time == datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
+    assert status.completion_time == NOW
+    by_type = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert by_type == {
+        "Running": ("False", "Succeeded"),
+        "Succeeded": ("True", "Succeeded"),
+        "ModelRegistered": ("True", "ModelRegistered"),
+        "Ready": ("True", "ModelRegistered"),
+    }
+    assert is_finished(status)
+
+
+def test_output_invalid_keeps_the_success_visible() -> None:
+    seen = observe(job_status(("Complete", "Completed")), [])
+    outcome = Outcome(output_error="the training container wrote no termination message")
+    status = training_status(tj(), seen, job_name="iris", attempts=1, outcome=outcome, now=NOW)
+    assert status.phase == "Succeeded"
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "OutputInvalid")
+    assert "no termination message" in ready.message
+    assert is_finished(status), "no retry: the output will not change"
+
+
+def test_a_vanished_job_is_job_deleted() -> None:
+    status = training_status(tj(), None, job_name="iris", attempts=1, outcome=None, now=NOW)
+    assert status.phase == "Failed"
+    assert status.failure is not None
+    assert status.failure.reason == "JobDeleted"
+    first = training_status(tj(), None, job_name=None, attempts=0, outcome=None, now=NOW)
+    assert first.phase == "Pending", "no Job yet is not a deleted Job"
+
+
+def test_transition_time_moves_only_when_the_status_flips() -> None:
+    later = NOW + timedelta(minutes=5)
+    conditions = set_condition([], "Ready", False, "Pending", "a", generation=1, now=NOW)
+    same = set_condition(conditions, "Ready", False, "Running", "b", generation=2, now=later)
+    assert same[0].last_transition_time == NOW
+    assert (same[0].reason, same[0].observed_generation) == ("Running", 2)
+    flipped = set_condition(same, "Ready", True, "Done", "c", generation=2, now=later)
+    assert flipped[0].last_transition_time == later
+    assert len(flipped) == 1
+
+
+def test_lifecycle_events_fire_once_per_transition() -> None:
+    seen = observe(job_status(("Complete", "Completed")), [])
+    running = training_status(tj(), observe(job_status(active=1, ready=1), []), job_name="iris",
+                              attempts=1, outcome=None, now=NOW)  # fmt: skip
+    done = training_status(tj().model_copy(update={"status": running}), seen, job_name="iris",
+                           attempts=1, outcome=registered_outcome(), now=NOW)  # fmt: skip
+    reasons = [e.reason for e in lifecycle_events(running, done)]
+    assert reasons == ["Succeeded", "ModelRegistered"]
+    assert lifecycle_events(done, done) == []
+
+
+# --- decisions -----------------------------------------------------------------------
+
+
+def test_desired_suspend_leaves_kueue_to_unsuspend() -> None:
+    running = {"spec": {"suspend": False}, "status": {}}
+    suspended = {"spec": {"suspend": True}, "status": {}}
+    assert desired_suspend(tj(suspend=True), running) is True
+    assert desired_suspend(tj(suspend=False), suspended) is False
+    assert desired_suspend(tj(suspend=False, queueName="q"), suspended) is None
+    assert desired_suspend(tj(suspend=True), suspended) is None
+
+
+def test_whole_run_restarts_only_for_several_nodes_while_retries_last() -> None:
+    failed = observe(job_status(("Failed", "PodFailurePolicy")), [])
+    assert should_restart(tj(nodes=2, backoffLimit=1), failed, attempt=1)
+    assert not should_restart(tj(nodes=2, backoffLimit=1), failed, attempt=2)
+    assert not should_restart(tj(nodes=1, backoffLimit=1), failed, attempt=1)
+    deadline = observe(job_status(("Failed", "DeadlineExceeded")), [])
+    assert not should_restart(tj(nodes=2, backoffLimit=3), deadline, attempt=1)
+
+
+def test_attempts_count_pods_for_one_node_and_jobs_for_several() -> None:
+    seen = observe(job_status(active=1, failed=2), [])
+    assert attempts(tj(), seen, attempt=1) == 3
+    assert attempts(tj(nodes=2), seen, attempt=2) == 2
+
+
+# --- registry ------------------------------------------------------------------------
+
+
+def test_build_model_names_the_version_and_records_lineage() -> None:
+    report = registered_outcome().report
+    assert report is not None
+    model = registry.build_model(
+        tj(dataset={"uri": "s3://d/iris.csv"}).model_copy(), report, version=7
+    )
+    assert model["metadata"]["name"] == "iris-v7"
+    assert model["metadata"]["labels"][registry.TRAININGJOB_UID_LABEL] == UID
+    assert "ownerReferences" not in model["metadata"]
+    spec = model["spec"]
+    assert (spec["modelName"], spec["version"], spec["keyMetric"]) == ("iris", 7, "accuracy")
+    assert spec["artifact"] == {"uri": "s3://b/m", "format": "sklearn"}
+    assert spec["lineage"]["trainingJob"] == {"name": "iris", "uid": UID}
+    assert spec["lineage"]["dataset"] == {"uri": "s3://d/iris.csv"}
+
+
+def test_next_version_and_registered_by() -> None:
+    models = [
+        {"metadata": {"name": "iris-v1"}, "spec": {"modelName": "iris", "version": 1}},
+        {
+            "metadata": {"name": "iris-v4"},
+            "spec": {"modelName": "iris", "version": 4, "lineage": {"trainingJob": {"uid": UID}}},
+        },
+    ]
+    assert registry.next_version(models, "iris") == 5
+    assert registry.next_version([], "iris") == 1
+    assert registry.registered_by(models, UID) == "iris-v4"
+    assert registry.registered_by(models, "other") is None
