@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind
+.PHONY: help venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind bench-training
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,3 +67,7 @@ kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simula
 	  --node-lease-duration-seconds=40 >.cluster/kwok.log 2>&1 &
 	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply -f tools/cluster/nodes.yaml
 	@echo "Run the tests on it: KUBECONFIG=$(KUBECONFIG_LOCAL) MLOPS_TEST_CLUSTER=existing make test"
+
+N ?= 200
+bench-training: cluster ## TrainingJob latency benchmark (N TrainingJobs, default 200)
+	$(BIN)/python bench/training_latency.py --n $(N)

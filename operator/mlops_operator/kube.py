@@ -39,11 +39,12 @@ class Kube:
     @classmethod
     def connect(cls) -> Kube:
         """In a pod: its ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config."""
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient())
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return cls(client.ApiClient(configuration))
 
     # --- our custom resources -------------------------------------------------
 

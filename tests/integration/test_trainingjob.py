@@ -229,6 +229,9 @@ def test_image_pull_failure(cluster: Cluster, op_namespace: str) -> None:
     failure = get(cluster, ns, "tj", "nopull")["status"]["failure"]
     assert failure["reason"] == "ImagePullFailed"
     assert "not found" in failure["message"]
+    # The stuck pod must not hold its node: the Job is suspended, its pods go away.
+    wait(cluster, ns, "job/nopull", "jsonpath={.spec.suspend}=true")
+    cluster.kubectl("wait", "-n", ns, "--for=delete", "pod", "-l", "job-name=nopull")
 
 
 def test_suspend_and_resume(cluster: Cluster, op_namespace: str) -> None:
@@ -362,3 +365,74 @@ def test_operator_killed_mid_run_converges_without_duplicates(
     wait(cluster, ns, "tj/crash", "condition=Ready")
     assert [j["metadata"]["name"] for j in items(cluster, ns, "jobs")] == ["crash"]
     assert [m["metadata"]["name"] for m in items(cluster, ns, "mdl")] == ["iris-v1"]
+
+
+def test_a_foreign_job_of_the_same_name_is_never_adopted(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    ns = op_namespace
+    foreign = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "taken"},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {"sim.mlops.seed.dev/duration": "1h"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{"name": "trainer", "image": "someone/else:1",
+                                    "securityContext": {"allowPrivilegeEscalation": False,
+                                                        "capabilities": {"drop": ["ALL"]}}}],
+                },
+            }
+        },
+    }  # fmt: skip
+    apply(cluster, ns, foreign)
+    apply(cluster, ns, trainingjob("taken", suspend=True))
+    wait(cluster, ns, "tj/taken", "condition=Failed")
+    assert get(cluster, ns, "tj", "taken")["status"]["failure"]["reason"] == "JobNameConflict"
+    job = get(cluster, ns, "job", "taken")
+    assert "ownerReferences" not in job["metadata"]
+    assert job["spec"]["suspend"] is False, "someone else's Job is left alone"
+
+
+def test_hand_registered_versions_count(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    by_hand = {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": "iris-v5"},
+        "spec": {
+            "modelName": "iris",
+            "version": 5,
+            "artifact": {"uri": "s3://elsewhere/iris.joblib", "format": "sklearn"},
+        },
+    }
+    apply(cluster, ns, by_hand)
+    apply(cluster, ns, trainingjob("after-hand"))
+    wait(cluster, ns, "tj/after-hand", "condition=Ready")
+    assert get(cluster, ns, "tj", "after-hand")["status"]["registeredModel"] == "iris-v6"
+
+
+def test_a_finished_run_acknowledges_later_changes(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("done"))
+    wait(cluster, ns, "tj/done", "condition=Ready")
+    cluster.kubectl("patch", "-n", ns, "tj/done", "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    wait(cluster, ns, "tj/done", "jsonpath={.status.observedGeneration}=2")
+    tj = get(cluster, ns, "tj", "done")
+    assert tj["status"]["phase"] == "Succeeded"
+    assert condition(tj, "Ready")["observedGeneration"] == 2
+    assert items(cluster, ns, "mdl") != []
+
+
+def test_a_deleted_rendezvous_service_is_put_back(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("ddp-svc", nodes=2, sim={"sim.mlops.seed.dev/duration": "1h"}))
+    wait(cluster, ns, "tj/ddp-svc", "jsonpath={.status.phase}=Running")
+    uid = get(cluster, ns, "service", "ddp-svc")["metadata"]["uid"]
+    cluster.kubectl("delete", "-n", ns, "service/ddp-svc", "--wait=true")
+    wait(cluster, ns, "service/ddp-svc", "create")
+    assert get(cluster, ns, "service", "ddp-svc")["metadata"]["uid"] != uid

@@ -11,13 +11,17 @@ from mlops_operator.api import TrainingJob
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders import registry, training
 from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.meta import owned_by
 from mlops_operator.builders.training_status import (
     Outcome,
     attempts,
     desired_suspend,
     is_finished,
     lifecycle_events,
+    name_conflict,
     observe,
+    observed_at,
+    releases_pods,
     should_restart,
     training_status,
 )
@@ -331,3 +335,44 @@ def test_next_version_and_registered_by() -> None:
     assert registry.next_version([], "iris") == 1
     assert registry.registered_by(models, UID) == "iris-v4"
     assert registry.registered_by(models, "other") is None
+
+
+def test_only_a_job_we_control_is_ours() -> None:
+    ours = training.build_job(tj())
+    assert owned_by(ours, UID)
+    assert not owned_by(ours, "someone-else")
+    assert not owned_by({"metadata": {"name": "iris"}}, UID)
+    conflict = training_status(tj(), name_conflict("iris"), job_name=None, attempts=1,
+                               outcome=None, now=NOW)  # fmt: skip
+    assert conflict.failure is not None
+    assert (conflict.phase, conflict.failure.reason) == ("Failed", "JobNameConflict")
+    assert conflict.job_name is None
+
+
+def test_an_image_pull_failure_releases_its_pods_once() -> None:
+    stuck = [pod("Pending", waiting={"reason": "ImagePullBackOff"})]
+    failed = training_status(tj(), observe(job_status(active=1), stuck), job_name="iris",
+                             attempts=1, outcome=None, now=NOW)  # fmt: skip
+    assert releases_pods(failed, {"spec": {"suspend": False}, "status": {}})
+    assert not releases_pods(failed, {"spec": {"suspend": True}, "status": {}})
+    running = training_status(tj(), observe(job_status(active=1, ready=1), []), job_name="iris",
+                              attempts=1, outcome=None, now=NOW)  # fmt: skip
+    assert not releases_pods(running, {"spec": {"suspend": False}, "status": {}})
+
+
+def test_observed_at_moves_every_generation() -> None:
+    done = training_status(tj(), observe(job_status(("Complete", "C")), []), job_name="iris",
+                           attempts=1, outcome=registered_outcome(), now=NOW)  # fmt: skip
+    moved = observed_at(done, 5)
+    assert moved.observed_generation == 5
+    assert {c.observed_generation for c in moved.conditions} == {5}
+    assert moved.phase == done.phase
+
+
+def test_resuming_announces_resumed() -> None:
+    suspended = training_status(tj(), observe(job_status(("Suspended", "S")), []),
+                                job_name="iris", attempts=1, outcome=None, now=NOW)  # fmt: skip
+    pending = training_status(tj().model_copy(update={"status": suspended}),
+                              observe(job_status(active=1), []), job_name="iris", attempts=1,
+                              outcome=None, now=NOW)  # fmt: skip
+    assert [e.reason for e in lifecycle_events(suspended, pending)] == ["Resumed"]

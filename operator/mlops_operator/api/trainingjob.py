@@ -127,7 +127,8 @@ class Failure(ApiModel):
     """Why the training failed."""
 
     reason: Annotated[str, StringConstraints(max_length=256)] = Field(
-        description="Machine-readable reason, for example `ExitCode` or `DeadlineExceeded`."
+        description="Machine-readable reason: `BackoffLimitExceeded`, `DeadlineExceeded`,"
+        " `OOMKilled`, `ImagePullFailed`, `JobDeleted` or `JobNameConflict`."
     )
     exit_code: int | None = Field(default=None, description="Exit code of the training container.")
     message: Annotated[str, StringConstraints(max_length=4096)] = Field(

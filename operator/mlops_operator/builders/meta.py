@@ -37,3 +37,9 @@ def name_and_uid(meta: ObjectMeta) -> tuple[str, str]:
     if not meta.name or not meta.uid:
         raise ValueError("expected an object read from the API server (with name and uid)")
     return meta.name, meta.uid
+
+
+def owned_by(child: dict[str, Any], uid: str) -> bool:
+    """Whether `child` is controlled by the object with this uid."""
+    refs = child.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)

@@ -11,7 +11,8 @@ from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders.meta import child_labels, name_and_uid
 
 MODEL_NAME_LABEL = f"{RESERVED_PREFIX}model-name"
-# Finds the Model a TrainingJob registered, so a retry never registers it twice.
+# Lets people select the Models one TrainingJob registered (the operator itself
+# matches spec.lineage.trainingJob.uid, which hand-edited labels cannot fake).
 TRAININGJOB_UID_LABEL = f"{RESERVED_PREFIX}trainingjob-uid"
 # Annotation on a TrainingJob naming the code revision, copied into the lineage.
 CODE_REVISION_ANNOTATION = f"{RESERVED_PREFIX}code-revision"

@@ -19,9 +19,7 @@ from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION
 
 Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
 # Waiting reasons that mean the image will not come without someone changing something.
-IMAGE_PULL_FAILURES = frozenset(
-    {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable"}
-)
+IMAGE_PULL_FAILURES = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 MESSAGE_LIMIT = 4096
 PHASE_MESSAGES = {
     "Running": "training is running",
@@ -323,7 +321,7 @@ def lifecycle_events(previous: TrainingJobStatus, status: TrainingJobStatus) -> 
             if status.failure.exit_code is not None:
                 message = f"exit code {status.failure.exit_code}: {message}"
             events.append(Event("Warning", status.failure.reason, message[:1024]))
-        elif status.phase == "Running" and previous.phase == "Suspended":
+        elif previous.phase == "Suspended" and status.phase in ("Pending", "Running"):
             events.append(Event("Normal", "Resumed", "training resumed"))
         elif status.phase in PHASE_MESSAGES:
             events.append(Event("Normal", status.phase, PHASE_MESSAGES[status.phase]))
@@ -340,3 +338,28 @@ def lifecycle_events(previous: TrainingJobStatus, status: TrainingJobStatus) -> 
 
 def _condition(status: TrainingJobStatus, type_: str) -> Condition | None:
     return next((c for c in status.conditions if c.type == type_), None)
+
+
+def name_conflict(job_name: str) -> JobObservation:
+    """The Job this TrainingJob should own exists but belongs to someone else."""
+    message = f"a Job named {job_name} already exists and is not owned by this TrainingJob"
+    failure = Failure(reason="JobNameConflict", message=message)
+    return JobObservation("Failed", "JobNameConflict", message, failure=failure)
+
+
+def releases_pods(status: TrainingJobStatus, job: dict[str, Any]) -> bool:
+    """A run failed for want of its image: suspend its Job so its pods stop holding nodes."""
+    return (
+        status.failure is not None
+        and status.failure.reason == "ImagePullFailed"
+        and not job_finished(job)
+        and not (job.get("spec") or {}).get("suspend")
+    )
+
+
+def observed_at(status: TrainingJobStatus, generation: int | None) -> TrainingJobStatus:
+    """The same status, declared current for `generation`."""
+    conditions = [
+        c.model_copy(update={"observed_generation": generation}) for c in status.conditions
+    ]
+    return status.model_copy(update={"observed_generation": generation, "conditions": conditions})

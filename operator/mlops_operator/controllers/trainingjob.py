@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -23,6 +23,7 @@ from mlops_operator.api import TrainingJob, TrainingJobStatus, describe_errors
 from mlops_operator.api.report import ReportError, TrainingReport, parse_report
 from mlops_operator.builders import registry, training
 from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.meta import owned_by
 from mlops_operator.builders.training_status import (
     IMAGE_PULL_FAILURES,
     JobObservation,
@@ -32,7 +33,10 @@ from mlops_operator.builders.training_status import (
     is_finished,
     job_finished,
     lifecycle_events,
+    name_conflict,
     observe,
+    observed_at,
+    releases_pods,
     should_restart,
     training_status,
 )
@@ -44,15 +48,25 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 MAX_REGISTER_TRIES = 50
 log = logging.getLogger(__name__)
 
-# One reconcile at a time per TrainingJob: its own handler and its Job's events
-# arrive on different kopf workers.
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
+# One reconcile at a time per TrainingJob (its own handler and its Job's events arrive
+# on different kopf workers), and at most one waiting: a waiter reads the object only
+# after it gets the lock, so it sees every change that arrived while it waited.
+_guard = threading.Lock()
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_waiting: set[tuple[str, str]] = set()
 
 
-def _lock(namespace: str, name: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks[(namespace, name)]
+def _coalesced(namespace: str, name: str, work: Callable[[], None]) -> None:
+    key = (namespace, name)
+    with _guard:
+        if key in _waiting:
+            return
+        _waiting.add(key)
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        with _guard:
+            _waiting.discard(key)
+        work()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -65,6 +79,15 @@ def trainingjob_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: 
 @kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
 def job_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
+
+
+@kopf.on.event("", "v1", "services", labels={TJ_LABEL: kopf.PRESENT})
+def service_changed(
+    type: str, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """A deleted rendezvous Service is put back (the reconcile recreates it)."""
+    if type == "DELETED":
+        _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
 
 
 def _pull_failing(status: kopf.Status, **_: Any) -> bool:
@@ -93,31 +116,44 @@ def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
 
 
 def reconcile(kube: Kube, namespace: str, name: str) -> None:
-    with _lock(namespace, name):
-        # Read afresh under the lock: a status another worker just wrote must be seen.
-        body = kube.get_custom(PLURAL, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        try:
-            tj = TrainingJob.model_validate(body)
-        except ValidationError as err:
-            _reject(kube, body, err)
-            return
-        if is_finished(tj.status):
-            _expire_job(kube, tj)
-            return
-        _reconcile(kube, body, tj)
+    _coalesced(namespace, name, lambda: _reconcile_fresh(kube, namespace, name))
+
+
+def _reconcile_fresh(kube: Kube, namespace: str, name: str) -> None:
+    # Read afresh under the lock: a status another worker just wrote must be seen.
+    body = kube.get_custom(PLURAL, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        tj = TrainingJob.model_validate(body)
+    except ValidationError as err:
+        _reject(kube, body, err)
+        return
+    if is_finished(tj.status):
+        # A finished run ignores spec changes, but says it has seen them (kstatus, kubectl wait).
+        if tj.status and tj.status.observed_generation != tj.metadata.generation:
+            _write_status(kube, body, tj.status, observed_at(tj.status, tj.metadata.generation))
+        _expire_job(kube, tj)
+        return
+    _reconcile(kube, body, tj)
 
 
 def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
     namespace = body["metadata"]["namespace"]
     previous = tj.status or TrainingJobStatus()
     job_name = previous.job_name or training.job_name(tj)
+    uid = tj.metadata.uid or ""
+    if tj.spec.nodes > 1:
+        kube.ensure_service(training.build_service(tj))  # put back if someone deleted it
     job = kube.get_job(namespace, job_name)
     if job is None and previous.job_name is None:
         job = _create_job(kube, tj, attempt=1)
         message = f"created Job {job_name}"
         kopf.event(_target(body), type="Normal", reason="JobCreated", message=message)
+    if job is not None and not owned_by(job, uid):
+        # Never adopt, suspend or read a Job that belongs to someone else.
+        _finish(kube, body, tj, name_conflict(job_name), job_name, job=None, attempt=1)
+        return
     suspend = desired_suspend(tj, job)
     if job is not None and suspend is not None:
         kube.patch_job(namespace, job["metadata"]["name"], {"spec": {"suspend": suspend}})
@@ -131,8 +167,21 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
         job_name = job["metadata"]["name"]
         message = f"a worker failed; restarting the run as {job_name}"
         kopf.event(_target(body), type="Normal", reason="Restarted", message=message)
-        observed = observe(job, [])
+        observed = observe(job if owned_by(job, uid) else None, [])
+    _finish(kube, body, tj, observed, job_name, job, attempt)
 
+
+def _finish(
+    kube: Kube,
+    body: Body,
+    tj: TrainingJob,
+    observed: JobObservation | None,
+    job_name: str,
+    job: Body | None,
+    attempt: int,
+) -> None:
+    """Register the output if the run succeeded, then write status and announce it."""
+    previous = tj.status or TrainingJobStatus()
     outcome = _register(kube, tj, observed) if observed and observed.phase == "Succeeded" else None
     status = training_status(
         tj,
@@ -145,6 +194,9 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
     _write_status(kube, body, previous, status)
     for event in lifecycle_events(previous, status):
         kopf.event(_target(body), type=event.type, reason=event.reason, message=event.message)
+    if job is not None and releases_pods(status, job):
+        # A run that cannot pull its image would hold its node (and GPUs) forever.
+        kube.patch_job(job["metadata"]["namespace"], job_name, {"spec": {"suspend": True}})
     if is_finished(status):
         _expire_job(kube, tj.model_copy(update={"status": status}))
 
@@ -191,7 +243,8 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
     namespace = tj.metadata.namespace or ""
     name, uid = tj.metadata.name or "", tj.metadata.uid or ""
     model_name = tj.spec.output.model_name
-    models = kube.list_custom("models", namespace, f"{registry.MODEL_NAME_LABEL}={model_name}")
+    # All Models, not only labelled ones: hand-registered versions count too.
+    models = kube.list_custom("models", namespace, "")
     already = registry.registered_by(models, uid)
     if already:
         return already
@@ -251,6 +304,15 @@ def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
         [],
         "Ready",
         False,
+        "InvalidSpec",
+        message,
+        generation=meta.get("generation"),
+        now=datetime.now(UTC),
+    )
+    conditions = set_condition(
+        conditions,
+        "Failed",
+        True,
         "InvalidSpec",
         message,
         generation=meta.get("generation"),
