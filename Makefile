@@ -69,5 +69,5 @@ kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simula
 	@echo "Run the tests on it: KUBECONFIG=$(KUBECONFIG_LOCAL) MLOPS_TEST_CLUSTER=existing make test"
 
 N ?= 200
-bench-training: cluster ## TrainingJob latency benchmark (N TrainingJobs, default 200)
+bench-training: cluster ## TrainingJob latency benchmark (N TrainingJobs at once, default 200)
 	$(BIN)/python bench/training_latency.py --n $(N)

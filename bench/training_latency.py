@@ -8,6 +8,7 @@ and measures, with one client clock:
 Also the operator's peak RSS and CPU seconds. Writes a table and bench/results/<name>.json.
 
     make bench-training N=200        # or: .venv/bin/python bench/training_latency.py --n 200
+    .venv/bin/python bench/training_latency.py --n 200 --rate 5   # steady arrivals
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -99,27 +97,6 @@ def watch_models(api: client.ApiClient, ns: str, models: Recorder, stop: threadi
             stream.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    """The operator answers its liveness probe once it is up and watching."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"operator exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.2)
-    raise TimeoutError(url)
-
-
 def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
@@ -144,7 +121,7 @@ def proc_usage(pid: int) -> tuple[float, float]:
     return hwm_kb / 1024, ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
+def run(n: int, concurrency: int, rate: float, out: Path) -> dict[str, Any]:
     local_cluster.up()
     kubeconfig = str(local_cluster.KUBECONFIG)
     local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
@@ -154,7 +131,7 @@ def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
     local_cluster.kubectl("wait", "-n", ns, "--for=create", "serviceaccount/default")
 
     log = (out.parent / f"{out.stem}.operator.log").open("w")
-    port = free_port()
+    port = local_cluster.free_port()
     operator = subprocess.Popen(
         [sys.executable, "-m", "mlops_operator", "run", "--standalone", f"--namespace={ns}",
          "--liveness-host=127.0.0.1", f"--liveness-port={port}"],
@@ -170,7 +147,7 @@ def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
         t.start()
     custom = client.CustomObjectsApi(api)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", operator)
+        local_cluster.wait_healthy(f"http://127.0.0.1:{port}/healthz", operator)
         names = [f"tj-{i:05d}" for i in range(n)]
         start = time.monotonic()
 
@@ -179,8 +156,14 @@ def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
             custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs",
                                                    trainingjob(name))  # fmt: skip
 
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(create, names))
+        if rate > 0:
+            # A steady arrival rate: latency without the queueing of a burst.
+            for i, name in enumerate(names):
+                time.sleep(max(0.0, start + i / rate - time.monotonic()))
+                create(name)
+        else:
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(create, names))
         applied_all = time.monotonic() - start
         deadline = time.monotonic() + 600 + n
         while len(models.seen) < n and time.monotonic() < deadline:
@@ -202,6 +185,7 @@ def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
         f"Python {platform.python_version()}",
         "n": n,
         "concurrency": concurrency,
+        "rate_per_s": rate or None,
         "missing_models": missing,
         "apply_all_s": round(applied_all, 2),
         "all_jobs_s": round(all_jobs, 2),
@@ -218,7 +202,12 @@ def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    rows = [f"N={result['n']} TrainingJobs, {result['concurrency']} concurrent creators"]
+    pace = (
+        f"created at {result['rate_per_s']}/s"
+        if result["rate_per_s"]
+        else f"created in a burst by {result['concurrency']} threads"
+    )
+    rows = [f"N={result['n']} TrainingJobs, {pace}"]
     for key, label in (("apply_to_job_s", "apply -> Job"), ("complete_to_model_s",
                                                              "Job complete -> Model")):  # fmt: skip
         p = result[key]
@@ -238,11 +227,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="burst: creating threads")
+    parser.add_argument("--rate", type=float, default=0, help="creations per second (0: burst)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "training.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = run(args.n, args.concurrency, args.out)
+    result = run(args.n, args.concurrency, args.rate, args.out)
     print(table(result))
     return 1 if result["missing_models"] else 0
 

@@ -9,12 +9,8 @@ points at instead (that cluster must run kwok with tools/cluster/kwok.yaml;
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -102,7 +98,7 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        port = _free_port()
+        port = local_cluster.free_port()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator", "run", "--standalone",
@@ -112,7 +108,10 @@ class Operator:
             stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz", self.proc, self.log_path)
+        try:
+            local_cluster.wait_healthy(f"http://127.0.0.1:{port}/healthz", self.proc)
+        except RuntimeError as err:
+            raise AssertionError(f"{err}:\n{self.log()}") from None
 
     def kill(self) -> None:
         """SIGKILL: no graceful shutdown, as when a node dies under the operator."""
@@ -135,27 +134,6 @@ def operator(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     op.start()
     yield op
     op.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll the liveness endpoint until it answers; fail fast if the process dies."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"operator exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} never answered")
 
 
 def _namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
