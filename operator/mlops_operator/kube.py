@@ -18,6 +18,7 @@ from mlops_operator import GROUP, VERSION
 
 Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: server-side apply takes it
 FIELD_MANAGER = "mlops-operator"
 
 
@@ -34,7 +35,22 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.policy = client.PolicyV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        # Server-side apply and delete, by kind, for the serving children.
+        self._patch = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+            "HorizontalPodAutoscaler": self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+            "PodDisruptionBudget": self.policy.patch_namespaced_pod_disruption_budget,
+        }
+        self._delete = {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "HorizontalPodAutoscaler": self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
+            "PodDisruptionBudget": self.policy.delete_namespaced_pod_disruption_budget,
+        }
 
     @classmethod
     def connect(cls) -> Kube:
@@ -80,6 +96,20 @@ class Kube:
             )
         except ConflictException as err:
             raise AlreadyExists(body["metadata"]["name"]) from err
+
+    def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> None:
+        """Merge-patch an object's metadata (finalizers); never its spec."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        )
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> None:
         """Merge-patch the status subresource; the operator never writes a user's spec."""
@@ -142,3 +172,29 @@ class Kube:
         )
         items: list[Body] = _json(listed)["items"]
         return items
+
+    def get_deployment(self, namespace: str, name: str) -> Body | None:
+        try:
+            return _json(
+                self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
+            )
+        except NotFoundException:
+            return None
+
+    def apply(self, body: Body) -> None:
+        """Server-side apply: sets the fields we own, puts them back if edited, leaves the rest."""
+        meta = body["metadata"]
+        self._patch[body["kind"]](
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+            _preload_content=False,
+        )
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete if present."""
+        with contextlib.suppress(NotFoundException):
+            self._delete[kind](name, namespace, _preload_content=False)

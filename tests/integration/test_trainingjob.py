@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from kubernetes import client
 
 from mlops_operator.api.report import TrainingReport
 
 from .conftest import Cluster, Operator
+from .k8s import apply, condition, events, get, items, wait
 
 DIGEST = "sha256:" + "ab" * 32
 INDEX = "batch.kubernetes.io/job-completion-index"
@@ -47,43 +47,10 @@ def trainingjob(name: str, *, model: str = "iris", sim: dict[str, str] | None = 
     }
 
 
-def apply(cluster: Cluster, namespace: str, *manifests: dict[str, Any]) -> None:
-    docs = yaml.safe_dump_all(list(manifests))
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=docs)
-
-
-def get(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
-    out = cluster.kubectl("get", "-n", namespace, kind, name, "-o", "json").stdout
-    loaded: dict[str, Any] = json.loads(out)
-    return loaded
-
-
-def items(cluster: Cluster, namespace: str, kind: str, *selector: str) -> list[dict[str, Any]]:
-    out = cluster.kubectl("get", "-n", namespace, kind, *selector, "-o", "json").stdout
-    listed: list[dict[str, Any]] = json.loads(out)["items"]
-    return listed
-
-
-def wait(cluster: Cluster, namespace: str, target: str, condition: str, timeout: int = 90) -> None:
-    cluster.kubectl(
-        "wait", "-n", namespace, f"--for={condition}", target, f"--timeout={timeout}s",
-        timeout=timeout + 10,
-    )  # fmt: skip
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
-
-
 def env_of(pod_or_job: dict[str, Any]) -> dict[str, Any]:
     spec = pod_or_job["spec"]
     pod_spec = spec["template"]["spec"] if "template" in spec else spec
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod_spec["containers"][0]["env"]}
-
-
-def events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
-    listed = items(cluster, namespace, "events", f"--field-selector=involvedObject.name={name}")
-    return [(e["type"], e["reason"]) for e in listed]
 
 
 def test_success_registers_a_model_with_metrics_and_lineage(

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries from the Go module proxy, once.
+# Builds the project's Go binaries from the Go module proxy, once.
 #
-# Output: $MLOPS_CACHE/bin/<key>/{kube-apiserver,kube-controller-manager,kube-scheduler,etcd,kwok,kwokctl}
-# where <key> is derived from tools/versions.env and the Go sources here, so a
-# second build on the same machine is a no-op and a version bump rebuilds.
+#   build.sh [control-plane]  -> $MLOPS_CACHE/bin/<key>/{kube-apiserver,kube-controller-manager,
+#                                kube-scheduler,etcd,kwok,kwokctl}
+#   build.sh helm             -> $MLOPS_CACHE/bin/helm-<key>/helm
+#
+# Each <key> hashes only the pinned versions that component uses, this script and its
+# Go sources, so a second build on the same machine is a no-op, a version bump rebuilds
+# what it pins, and bumping Helm does not rebuild Kubernetes.
 # Prints the bin directory on stdout (logs go to stderr).
 set -euo pipefail
 
@@ -11,16 +15,34 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../versions.env
 source "$here/../versions.env"
 cache="${MLOPS_CACHE:-$HOME/.cache/mlops-operator}"
+component="${1:-control-plane}"
 
-key="$(cat "$here/../versions.env" "$here/build.sh" "$here"/go/*/main.go | sha256sum | cut -c1-16)"
-bin="$cache/bin/$key"
+pins() { grep -E "^($1)=" "$here/../versions.env"; }
+case "$component" in
+  control-plane)
+    key="$({ pins 'KUBERNETES_VERSION|ETCD_VERSION|KWOK_VERSION'; cat "$here/build.sh" "$here"/go/*/main.go; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/$key" ;;
+  helm)
+    key="$({ pins HELM_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/helm-$key" ;;
+  *) echo "usage: build.sh [control-plane|helm]" >&2; exit 2 ;;
+esac
+if [[ -f "$bin/.complete" ]]; then
+  echo "$bin"
+  exit 0
+fi
+
+mkdir -p "$cache/src"
+# `make test` and `make cluster` may both ask for a cold build: the second one waits.
+exec 9>"$cache/.build-$component.lock"
+flock 9
 if [[ -f "$bin/.complete" ]]; then
   echo "$bin"
   exit 0
 fi
 
 export CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=mod
-mkdir -p "$bin" "$cache/src"
+mkdir -p "$bin"
 log() { echo "[build] $*" >&2; }
 
 # Builds one of our small modules under $cache/src/<name>: a main.go from
@@ -79,10 +101,21 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" >&2
 }
 
+build_helm() {
+  # helm's module has no replaces either.
+  log "helm $HELM_VERSION: compiling"
+  GOBIN="$bin" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+}
+
 start=$(date +%s)
-build_etcd
-build_kwok
-build_kube
+if [[ "$component" == helm ]]; then
+  build_helm
+else
+  build_etcd
+  build_kwok
+  build_kube
+fi
 touch "$bin/.complete"
 log "done in $(( $(date +%s) - start ))s: $bin"
 echo "$bin"

@@ -324,6 +324,13 @@ class ModelDeploymentStatus(ApiModel):
     url: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="In-cluster URL of the Service."
     )
+    failed_version: Version | None = Field(
+        default=None,
+        description="The version last rolled back; not tried again until the spec changes.",
+    )
+    resolved_reason: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="Why the current target version was chosen."
+    )
     history: list[RolloutRecord] = Field(
         default_factory=list, max_length=10, description="Latest rollouts, newest first."
     )

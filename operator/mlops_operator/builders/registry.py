@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_operator.api import API_VERSION, ModelSpec, TrainingJob, model_object_name
+from mlops_operator.api import API_VERSION, Model, ModelSpec, TrainingJob, model_object_name
 from mlops_operator.api.common import RESERVED_PREFIX
 from mlops_operator.api.model import Artifact, Lineage, TrainingJobRef
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders.meta import child_labels, name_and_uid
+from mlops_operator.builders.serving import MLSERVER_IMPLEMENTATIONS as MLSERVER_FORMATS
 
 MODEL_NAME_LABEL = f"{RESERVED_PREFIX}model-name"
 # Lets people select the Models one TrainingJob registered (the operator itself
@@ -70,3 +71,35 @@ def registered_by(models: list[dict[str, Any]], uid: str) -> str | None:
             name: str = m["metadata"]["name"]
             return name
     return None
+
+
+# Artifact locations storage-init can fetch from (fsspec protocols, and a PVC mount).
+SUPPORTED_SCHEMES = ("s3", "gs", "https", "pvc")
+
+
+def model_readiness(model: Model) -> tuple[bool, str, str]:
+    """(ready, reason, message) of a Model: can a ModelDeployment serve it?"""
+    uri = model.spec.artifact.uri
+    scheme = uri.split("://", 1)[0]
+    if scheme not in SUPPORTED_SCHEMES:
+        supported = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+        return False, "UnsupportedArtifactURI", f"artifact {uri}: supported are {supported}"
+    fmt = model.spec.artifact.format
+    runtime = "the mlserver preset" if fmt in MLSERVER_FORMATS else "a custom runtime image"
+    return True, "Valid", f"{fmt} artifact at {uri}; served by {runtime}"
+
+
+def served_by(deployments: list[dict[str, Any]], model: str) -> list[str]:
+    """Names of the ModelDeployments (not being deleted) serving Model `model`, sorted."""
+    serving = []
+    for md in deployments:
+        if md["metadata"].get("deletionTimestamp"):
+            continue
+        status = md.get("status") or {}
+        canary = status.get("canary") or {}
+        canary_model = (
+            model_object_name(md["spec"]["model"]["name"], canary["version"]) if canary else None
+        )
+        if model in (status.get("currentModel"), canary_model):
+            serving.append(md["metadata"]["name"])
+    return sorted(serving)

@@ -11,13 +11,12 @@ from typing import Any
 
 from mlops_operator.api import TrainingJob
 from mlops_operator.builders.meta import child_labels, name_and_uid, owner_reference
+from mlops_operator.builders.pods import container_security, pod_security, resources, scheduling
 
 CONTAINER = "trainer"
 RENDEZVOUS_PORT = 29500
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# Not root, so the restricted Pod Security Standard admits the pod; images must not need root.
-RUN_AS = 1000
 
 
 def job_name(tj: TrainingJob, attempt: int = 1) -> str:
@@ -114,12 +113,7 @@ def _pod_template(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
     spec = tj.spec
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(),
         # Training code gets API credentials only when it asks for an identity.
         "automountServiceAccountToken": spec.service_account_name is not None,
         "containers": [_container(tj, job, multi)],
@@ -128,13 +122,7 @@ def _pod_template(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
         pod["serviceAccountName"] = spec.service_account_name
     if multi:
         pod["subdomain"] = _name(tj)
-    scheduling = spec.scheduling
-    if scheduling.node_selector:
-        pod["nodeSelector"] = dict(scheduling.node_selector)
-    if scheduling.tolerations:
-        pod["tolerations"] = [t.wire() for t in scheduling.tolerations]
-    if scheduling.priority_class_name:
-        pod["priorityClassName"] = scheduling.priority_class_name
+    scheduling(pod, spec.scheduling)
     return {
         "metadata": {
             "labels": {**spec.pod_metadata.labels, **labels(tj)},
@@ -150,11 +138,7 @@ def _container(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
         "name": CONTAINER,
         "image": spec.image,
         "env": _env(tj, job, multi) + [e.wire() for e in spec.env],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-        },
+        "securityContext": container_security(),
         # A crash that wrote no report still leaves its last log lines as the message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -164,14 +148,8 @@ def _container(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
         container["command"] = list(spec.command)
     if spec.args:
         container["args"] = list(spec.args)
-    requested = {"requests": spec.resources.requests, "limits": spec.resources.limits}
-    resources = {
-        kind: {name: str(value) for name, value in values.items()}
-        for kind, values in requested.items()
-        if values
-    }
-    if resources:
-        container["resources"] = resources
+    if wanted := resources(spec.resources):
+        container["resources"] = wanted
     if multi:
         container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
     return container

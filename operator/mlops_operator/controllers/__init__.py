@@ -9,10 +9,10 @@ from typing import Any
 import kopf
 
 from mlops_operator import GROUP
-from mlops_operator.controllers import trainingjob
+from mlops_operator.controllers import model, modeldeployment, trainingjob
 from mlops_operator.kube import Kube
 
-__all__ = ["trainingjob"]
+__all__ = ["model", "modeldeployment", "trainingjob"]
 
 
 @kopf.on.startup()

@@ -7,18 +7,13 @@ missed event or an operator restart converges to the same result.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from mlops_operator import GROUP, VERSION
+from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import TrainingJob, TrainingJobStatus, describe_errors
 from mlops_operator.api.report import ReportError, TrainingReport, parse_report
 from mlops_operator.builders import registry, training
@@ -26,6 +21,7 @@ from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import owned_by
 from mlops_operator.builders.training_status import (
     IMAGE_PULL_FAILURES,
+    Event,
     JobObservation,
     Outcome,
     attempts,
@@ -40,33 +36,13 @@ from mlops_operator.builders.training_status import (
     should_restart,
     training_status,
 )
+from mlops_operator.controllers.common import coalesced, post, with_retries, write_status
 from mlops_operator.kube import AlreadyExists, Body, Kube
 
 PLURAL = "trainingjobs"
 TJ_LABEL = f"{GROUP}/trainingjob"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 MAX_REGISTER_TRIES = 50
-log = logging.getLogger(__name__)
-
-# One reconcile at a time per TrainingJob (its own handler and its Job's events arrive
-# on different kopf workers), and at most one waiting: a waiter reads the object only
-# after it gets the lock, so it sees every change that arrived while it waited.
-_guard = threading.Lock()
-_locks: dict[tuple[str, str], threading.Lock] = {}
-_waiting: set[tuple[str, str]] = set()
-
-
-def _coalesced(namespace: str, name: str, work: Callable[[], None]) -> None:
-    key = (namespace, name)
-    with _guard:
-        if key in _waiting:
-            return
-        _waiting.add(key)
-        lock = _locks.setdefault(key, threading.Lock())
-    with lock:
-        with _guard:
-            _waiting.discard(key)
-        work()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -74,6 +50,14 @@ def _coalesced(namespace: str, name: str, work: Callable[[], None]) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def trainingjob_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     reconcile(memo["kube"], namespace or "", name)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def trainingjob_seen(
+    type: str | None, namespace: str | None, name: str, status: kopf.Status, **_: Any
+) -> None:
+    """Every watch event, deletions included: the TrainingJobs-by-phase gauge."""
+    metrics.trainingjob_seen(type, namespace or "", name, status.get("phase"))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
@@ -104,21 +88,14 @@ def pod_cannot_pull(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo,
 
 
 def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
-    """Event handlers get no retries from kopf; a transient API error must not lose a run."""
-    for delay in (0.5, 1, 2, 4, 8, 16):
-        try:
-            reconcile(kube, namespace, name)
-            return
-        except ApiException as err:
-            log.warning("reconciling %s/%s failed (%s); retrying", namespace, name, err.status)
-            time.sleep(delay)
-    reconcile(kube, namespace, name)
+    with_retries(lambda: reconcile(kube, namespace, name), f"TrainingJob {namespace}/{name}")
 
 
 def reconcile(kube: Kube, namespace: str, name: str) -> None:
-    _coalesced(namespace, name, lambda: _reconcile_fresh(kube, namespace, name))
+    coalesced("TrainingJob", namespace, name, lambda: _reconcile_fresh(kube, namespace, name))
 
 
+@metrics.reconciled("TrainingJob")
 def _reconcile_fresh(kube: Kube, namespace: str, name: str) -> None:
     # Read afresh under the lock: a status another worker just wrote must be seen.
     body = kube.get_custom(PLURAL, namespace, name)
@@ -148,8 +125,7 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
     job = kube.get_job(namespace, job_name)
     if job is None and previous.job_name is None:
         job = _create_job(kube, tj, attempt=1)
-        message = f"created Job {job_name}"
-        kopf.event(_target(body), type="Normal", reason="JobCreated", message=message)
+        post(body, [Event("Normal", "JobCreated", f"created Job {job_name}")])
     if job is not None and not owned_by(job, uid):
         # Never adopt, suspend or read a Job that belongs to someone else.
         _finish(kube, body, tj, name_conflict(job_name), job_name, job=None, attempt=1)
@@ -166,7 +142,7 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
         job = _create_job(kube, tj, attempt)
         job_name = job["metadata"]["name"]
         message = f"a worker failed; restarting the run as {job_name}"
-        kopf.event(_target(body), type="Normal", reason="Restarted", message=message)
+        post(body, [Event("Normal", "Restarted", message)])
         observed = observe(job if owned_by(job, uid) else None, [])
     _finish(kube, body, tj, observed, job_name, job, attempt)
 
@@ -192,8 +168,7 @@ def _finish(
         now=datetime.now(UTC),
     )
     _write_status(kube, body, previous, status)
-    for event in lifecycle_events(previous, status):
-        kopf.event(_target(body), type=event.type, reason=event.reason, message=event.message)
+    post(body, lifecycle_events(previous, status))
     if job is not None and releases_pods(status, job):
         # A run that cannot pull its image would hold its node (and GPUs) forever.
         kube.patch_job(job["metadata"]["namespace"], job_name, {"spec": {"suspend": True}})
@@ -255,6 +230,7 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
         manifest = registry.build_model(tj, report, version)
         try:
             kube.create_custom("models", manifest)
+            metrics.model_registered()
             return str(manifest["metadata"]["name"])
         except AlreadyExists:
             taken = kube.get_custom("models", namespace, manifest["metadata"]["name"])
@@ -267,13 +243,7 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
 def _write_status(
     kube: Kube, body: Body, previous: TrainingJobStatus, status: TrainingJobStatus
 ) -> None:
-    old, new = previous.wire(), status.wire()
-    if old == new:
-        return
-    # Merge patch: a field the new status drops must be sent as null to be removed.
-    patch: Body = {key: None for key in old if key not in new} | new
-    meta = body["metadata"]
-    kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
+    write_status(kube, PLURAL, body, previous.wire(), status.wire())
 
 
 def _expire_job(kube: Kube, tj: TrainingJob) -> None:
@@ -286,11 +256,6 @@ def _expire_job(kube: Kube, tj: TrainingJob) -> None:
     if job is not None and (job.get("spec") or {}).get("ttlSecondsAfterFinished") != ttl:
         patch = {"spec": {"ttlSecondsAfterFinished": ttl}}
         kube.patch_job(job["metadata"]["namespace"], job_name, patch)
-
-
-def _target(body: Body) -> kopf.Body:
-    """What kopf's event posting needs: the object the Event is about."""
-    return kopf.Body(cast(kopf.RawBody, body))
 
 
 def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
@@ -324,4 +289,4 @@ def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
         "conditions": [c.wire() for c in conditions],
     }
     kube.patch_status(PLURAL, meta["namespace"], meta["name"], status)
-    kopf.event(_target(body), type="Warning", reason="InvalidSpec", message=message[:1024])
+    post(body, [Event("Warning", "InvalidSpec", message)])

@@ -1,0 +1,424 @@
+"""Which version a ModelDeployment should serve, and the next step of its rollout. Pure.
+
+The controller observes the Models and the two Deployments (stable, canary),
+calls `resolve` and `plan`, and applies what the plan says. Everything time-
+dependent takes `now`, so every branch is reachable from a unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from mlops_operator.api import Condition, Model, ModelDeployment, ModelDeploymentStatus
+from mlops_operator.api.common import LabelSelector
+from mlops_operator.api.modeldeployment import (
+    CanaryStatus,
+    MetricGate,
+    ModelChoice,
+    RolloutRecord,
+)
+from mlops_operator.builders.conditions import condition, set_condition
+from mlops_operator.builders.serving import VERSION_LABEL, split_replicas, total_replicas
+
+HISTORY_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Track:
+    """What one Deployment (stable or canary) is doing."""
+
+    exists: bool = False
+    version: int | None = None
+    replicas: int = 0
+    ready: int = 0
+    done: bool = False  # every desired pod updated and Ready
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to apply: stable (version, replicas or None for the HPA), canary or none."""
+
+    stable: tuple[int, int | None] | None
+    canary: tuple[int, int] | None
+    status: ModelDeploymentStatus
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def in_progress(self) -> bool:
+        progressing = condition(self.status.conditions, "Progressing")
+        return progressing is not None and progressing.status == "True"
+
+
+def track(deployment: dict[str, Any] | None) -> Track:
+    if deployment is None:
+        return Track()
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    version = labels.get(VERSION_LABEL)
+    desired = int(spec.get("replicas", 1))
+    ready = int(status.get("readyReplicas") or 0)
+    current = int(status.get("observedGeneration") or 0) >= int(
+        deployment["metadata"].get("generation") or 0
+    )
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    return Track(
+        exists=True,
+        version=int(version) if version else None,
+        replicas=desired,
+        ready=ready,
+        done=current and updated == desired and total == desired and ready >= desired,
+    )
+
+
+# --- choosing the version --------------------------------------------------------------
+
+
+def resolve(
+    choice: ModelChoice, models: list[Model], current: Model | None, skip: int | None
+) -> tuple[Model | None, str]:
+    """The Model to serve and why; None with the reason when nothing qualifies."""
+    mine = [m for m in models if m.spec.model_name == choice.name]
+    if choice.version is not None:
+        pinned = next((m for m in mine if m.spec.version == choice.version), None)
+        if pinned is None:
+            return None, f"pinned version {choice.version} of {choice.name} does not exist"
+        if choice.version == skip:
+            return current, f"pinned version {skip} was rolled back; change the spec to retry"
+        return pinned, f"pinned to version {choice.version}"
+    policy = choice.policy
+    assert policy is not None, "ModelChoice has exactly one of version or policy"
+    candidates = [
+        m
+        for m in mine
+        if m.spec.version != skip
+        and selector_matches(policy.selector, m.metadata.labels)
+        and all(gate_passes(g, m.spec.metrics) for g in policy.gates)
+        and not (
+            policy.must_beat_current
+            and current is not None
+            and m.spec.version != current.spec.version
+            and not beats(m, current, policy.gates)
+        )
+    ]
+    if not candidates:
+        return current, f"no version of {choice.name} matches the selector and passes the gates"
+    newest = max(candidates, key=lambda m: m.spec.version)
+    gates = ", ".join(
+        f"{g.metric}={newest.spec.metrics.get(g.metric):g} {g.operator} {g.value:g}"
+        for g in policy.gates
+    )
+    return newest, f"newest matching version {newest.spec.version}" + (
+        f" ({gates})" if gates else ""
+    )
+
+
+def selector_matches(selector: LabelSelector, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.match_labels.items()):
+        return False
+    for req in selector.match_expressions:
+        value = labels.get(req.key)
+        ok = {
+            "In": value in req.values,
+            "NotIn": value not in req.values,
+            "Exists": req.key in labels,
+            "DoesNotExist": req.key not in labels,
+        }[req.operator]
+        if not ok:
+            return False
+    return True
+
+
+def gate_passes(gate: MetricGate, metrics: dict[str, float]) -> bool:
+    value = metrics.get(gate.metric)
+    return value is not None and _compare(value, gate.operator, gate.value)
+
+
+def beats(candidate: Model, current: Model, gates: list[MetricGate]) -> bool:
+    """At least as good as the served version on every gate's metric, in its direction."""
+    for gate in gates:
+        new, old = candidate.spec.metrics.get(gate.metric), current.spec.metrics.get(gate.metric)
+        if new is None:
+            return False
+        if old is not None and not _compare(new, ">=" if gate.operator[0] == ">" else "<=", old):
+            return False
+    return True
+
+
+def _compare(value: float, operator: str, threshold: float) -> bool:
+    return {
+        ">=": value >= threshold,
+        ">": value > threshold,
+        "<=": value <= threshold,
+        "<": value < threshold,
+    }[operator]
+
+
+def skipped_version(md: ModelDeployment) -> int | None:
+    """The rolled-back version, honoured until the spec changes (a new generation)."""
+    status = md.status
+    if status is None or status.failed_version is None:
+        return None
+    degraded = condition(status.conditions, "Degraded")
+    if degraded is None or degraded.observed_generation != md.metadata.generation:
+        return None
+    return status.failed_version
+
+
+# --- the rollout -----------------------------------------------------------------------
+
+
+def plan(
+    md: ModelDeployment,
+    target: Model | None,
+    reason: str,
+    stable: Track,
+    canary: Track,
+    now: datetime,
+) -> Plan:
+    previous = md.status or ModelDeploymentStatus()
+    current = previous.current_version
+    planner = _Planner(md, previous, target, reason, stable, canary, now)
+    if target is None and current is None:
+        return planner.nothing_to_serve()
+    if current is None:
+        return planner.first_rollout()
+    if target is None or target.spec.version == current:
+        return planner.steady()
+    if md.spec.strategy.type == "Canary":
+        return planner.canary_rollout()
+    return planner.rolling_rollout()
+
+
+@dataclass
+class _Planner:
+    md: ModelDeployment
+    previous: ModelDeploymentStatus
+    target: Model | None
+    reason: str
+    stable: Track
+    canary: Track
+    now: datetime
+    events: list[Event] = field(default_factory=list)
+
+    # -- outcomes
+
+    def nothing_to_serve(self) -> Plan:
+        status = self._status(ready=(False, "NoModel", self.reason))
+        status = self._set(status, "Progressing", False, "NoModel", self.reason)
+        return Plan(None, None, status, self.events)
+
+    def first_rollout(self) -> Plan:
+        version = self._target_version()
+        history = self._history_for(version)
+        if self.stable.done and self.stable.version == version:
+            return self._succeeded(version, history, previous_version=None)
+        status = self._status(
+            ready=(False, "RollingOut", f"first rollout of version {version}"), history=history
+        )
+        if self._deadline_passed(history[0]):
+            message = f"version {version} is not Ready after {self._deadline()}s"
+            status = self._set(status, "Degraded", True, "ProgressDeadlineExceeded", message)
+        status = self._set(status, "Progressing", True, "RollingOut", f"rolling out {version}")
+        return Plan((version, self._replicas()), None, status, self.events)
+
+    def steady(self) -> Plan:
+        current = self.previous.current_version
+        assert current is not None
+        history = list(self.previous.history)
+        if history and history[0].outcome == "Progressing":
+            history[0] = self._close(history[0], "Superseded", "the target changed back")
+        ready = self.stable.done and self.stable.version == current
+        status = self._status(
+            ready=(ready, "Serving" if ready else "Scaling", f"serving version {current}"),
+            history=history,
+            canary=None,
+        )
+        status = self._set(status, "Progressing", False, "RolloutComplete", f"serving {current}")
+        return Plan((current, self._replicas()), None, status, self.events)
+
+    def rolling_rollout(self) -> Plan:
+        version = self._target_version()
+        history = self._history_for(version)
+        if self.stable.done and self.stable.version == version:
+            return self._succeeded(version, history, self.previous.current_version)
+        if self._deadline_passed(history[0]) and self.md.spec.auto_rollback:
+            return self._rolled_back(version, history)
+        status = self._status(
+            ready=(False, "RollingOut", f"rolling out version {version}"), history=history
+        )
+        status = self._set(status, "Progressing", True, "RollingOut", f"rolling out {version}")
+        return Plan((version, self._replicas()), None, status, self.events)
+
+    def canary_rollout(self) -> Plan:
+        version = self._target_version()
+        current = self.previous.current_version
+        assert current is not None
+        history = self._history_for(version)
+        steps = self.md.spec.strategy.canary.steps if self.md.spec.strategy.canary else []
+        state = self.previous.canary
+        if state is None or state.version != version:
+            state = CanaryStatus(version=version, step=0, weight=steps[0].weight)
+        if state.step >= len(steps):  # promotion: the stable track takes the new version
+            if self.stable.done and self.stable.version == version:
+                return self._succeeded(version, history, current)
+            status = self._status(
+                ready=(False, "Promoting", f"promoting version {version}"),
+                history=history,
+                canary=state,
+            )
+            status = self._set(status, "Progressing", True, "Promoting", f"promoting {version}")
+            keep = (version, self.canary.replicas) if self.canary.exists else None
+            return Plan((version, self._replicas()), keep, status, self.events)
+
+        stable_replicas, canary_replicas = split_replicas(self.md, state.weight)
+        proven = state.step > 0 or state.step_started_at is not None
+        ready_now = self.canary.done and self.canary.version == version
+        if ready_now and state.step_started_at is None:
+            state = state.model_copy(update={"step_started_at": self.now})
+            message = f"version {version} Ready at {state.weight}% of the replicas"
+            self.events.append(Event("Normal", "CanaryStep", message))
+        if ready_now and state.step_started_at is not None:
+            held = (self.now - state.step_started_at).total_seconds()
+            if held >= steps[state.step].pause_seconds:
+                step = state.step + 1
+                weight = steps[step].weight if step < len(steps) else 100
+                state = CanaryStatus(version=version, step=step, weight=weight)
+                return self._replan_with(state, history)
+        if not proven and self._deadline_passed(history[0]) and self.md.spec.auto_rollback:
+            return self._rolled_back(version, history)
+        status = self._status(
+            ready=(False, "Canary", f"canary of version {version} at {state.weight}%"),
+            history=history,
+            canary=state,
+        )
+        message = f"canary {version}: step {state.step + 1} of {len(steps)}, {state.weight}%"
+        status = self._set(status, "Progressing", True, "Canary", message)
+        stable = (current, None if self.md.spec.autoscaling else stable_replicas)
+        return Plan(stable, (version, canary_replicas), status, self.events)
+
+    def _replan_with(self, state: CanaryStatus, history: list[RolloutRecord]) -> Plan:
+        """Advance one step now: the next step's replicas are what to apply."""
+        previous = self.previous.model_copy(update={"canary": state, "history": history})
+        md = self.md.model_copy(update={"status": previous})
+        # The canary's new replicas are not Ready yet, whatever the old ones were.
+        canary = Track(self.canary.exists, self.canary.version, self.canary.replicas)
+        nxt = _Planner(md, previous, self.target, self.reason, self.stable, canary, self.now)
+        nxt.events = self.events
+        return nxt.canary_rollout()
+
+    def _succeeded(
+        self, version: int, history: list[RolloutRecord], previous_version: int | None
+    ) -> Plan:
+        history[0] = self._close(history[0], "Succeeded", f"version {version} is serving")
+        self.events.append(Event("Normal", "RolloutSucceeded", f"serving version {version}"))
+        status = self._status(
+            ready=(True, "Serving", f"serving version {version}"),
+            history=history,
+            canary=None,
+            current_version=version,
+            current_model=self.target.metadata.name if self.target else None,
+            previous_version=previous_version,
+        )
+        status = self._set(status, "Progressing", False, "RolloutComplete", f"serving {version}")
+        status = self._set(status, "Degraded", False, "AsExpected", "the last rollout succeeded")
+        return Plan((version, self._replicas()), None, status, self.events)
+
+    def _rolled_back(self, version: int, history: list[RolloutRecord]) -> Plan:
+        current = self.previous.current_version
+        message = (
+            f"version {version} was not Ready within {self._deadline()}s;"
+            f" rolled back to version {current}"
+        )
+        history[0] = self._close(history[0], "RolledBack", message)
+        self.events.append(Event("Warning", "RolledBack", message))
+        status = self._status(
+            ready=(self.stable.done and self.stable.version == current, "Serving", message),
+            history=history,
+            canary=None,
+            failed_version=version,
+        )
+        status = self._set(status, "Progressing", False, "RolledBack", message)
+        status = self._set(status, "Degraded", True, "RolledBack", message)
+        assert current is not None
+        return Plan((current, self._replicas()), None, status, self.events)
+
+    # -- helpers
+
+    def _target_version(self) -> int:
+        assert self.target is not None
+        return self.target.spec.version
+
+    def _replicas(self) -> int | None:
+        return None if self.md.spec.autoscaling else total_replicas(self.md)
+
+    def _deadline(self) -> int:
+        return self.md.spec.progress_deadline_seconds
+
+    def _deadline_passed(self, record: RolloutRecord) -> bool:
+        return (self.now - record.started_at).total_seconds() > self._deadline()
+
+    def _history_for(self, version: int) -> list[RolloutRecord]:
+        """History with an open record for `version` first; an older open one is superseded."""
+        history = list(self.previous.history)
+        if history and history[0].outcome == "Progressing" and history[0].version == version:
+            return history
+        if history and history[0].outcome == "Progressing":
+            history[0] = self._close(history[0], "Superseded", f"version {version} came next")
+        assert self.target is not None
+        assert self.target.metadata.name
+        record = RolloutRecord(
+            version=version,
+            model=self.target.metadata.name,
+            started_at=self.now,
+            outcome="Progressing",
+        )
+        self.events.append(Event("Normal", "RolloutStarted", f"{self.reason}; rolling out"))
+        return [record, *history][:HISTORY_LIMIT]
+
+    def _close(self, record: RolloutRecord, outcome: Any, message: str) -> RolloutRecord:
+        return record.model_copy(
+            update={"outcome": outcome, "finished_at": self.now, "message": message[:1024]}
+        )
+
+    def _status(self, *, ready: tuple[bool, str, str], **updates: Any) -> ModelDeploymentStatus:
+        ok, reason, message = ready
+        status = self.previous.model_copy(
+            update={
+                "observed_generation": self.md.metadata.generation,
+                "replicas": self.stable.replicas + self.canary.replicas,
+                "ready_replicas": self.stable.ready + self.canary.ready,
+                "resolved_reason": self.reason[:1024],
+                **updates,
+            }
+        )
+        degraded = condition(status.conditions, "Degraded")
+        rolled_back = degraded is not None and degraded.reason == "RolledBack"
+        if rolled_back and skipped_version(self.md) is None and "failed_version" not in updates:
+            # A new generation forgives the rolled-back version.
+            status = status.model_copy(update={"failed_version": None})
+            status = self._set(status, "Degraded", False, "AsExpected", "the spec changed")
+        return self._set(status, "Ready", ok, reason, message)
+
+    def _set(
+        self, status: ModelDeploymentStatus, type_: str, ok: bool, reason: str, message: str
+    ) -> ModelDeploymentStatus:
+        conditions: list[Condition] = set_condition(
+            list(status.conditions),
+            type_,
+            ok,
+            reason,
+            message,
+            generation=self.md.metadata.generation,
+            now=self.now,
+        )
+        return status.model_copy(update={"conditions": conditions})

@@ -1,0 +1,256 @@
+"""ModelDeployment -> its children: Deployments (stable, canary), Service, HPA, PDB. Pure.
+
+Children are applied with server-side apply, so each manifest lists only the
+fields the operator owns: what it leaves out (a Deployment's replicas under an
+HPA) stays with whoever owns it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from mlops_operator.api import Model, ModelDeployment
+from mlops_operator.api.common import RESERVED_PREFIX
+from mlops_operator.builders.meta import child_labels, name_and_uid, owner_reference
+from mlops_operator.builders.pods import container_security, pod_security, resources, scheduling
+
+Track = Literal["stable", "canary"]
+RUNTIME_PORT = 8080
+MODEL_DIR = "/mnt/models"
+PVC_ROOT = "/mnt/pvc"
+TRACK_LABEL = f"{RESERVED_PREFIX}track"
+VERSION_LABEL = f"{RESERVED_PREFIX}model-version"
+MD_LABEL = f"{RESERVED_PREFIX}modeldeployment"
+# Seldon's MLServer (V2 inference protocol) and the model class it loads per format.
+MLSERVER_IMAGE = "docker.io/seldonio/mlserver:1.7.1"
+MLSERVER_IMPLEMENTATIONS = {
+    "sklearn": "mlserver_sklearn.SKLearnModel",
+    "xgboost": "mlserver_xgboost.XGBoostModel",
+    "lightgbm": "mlserver_lightgbm.LightGBMModel",
+}
+
+
+def deployment_name(md: ModelDeployment, track: Track) -> str:
+    name = _name(md)
+    return name if track == "stable" else f"{name}-canary"
+
+
+def url(md: ModelDeployment) -> str:
+    return f"http://{_name(md)}.{md.metadata.namespace}.svc:{md.spec.port}"
+
+
+def total_replicas(md: ModelDeployment) -> int:
+    spec = md.spec
+    if spec.autoscaling is not None:
+        return spec.autoscaling.min_replicas
+    return 1 if spec.replicas is None else spec.replicas
+
+
+def split_replicas(md: ModelDeployment, weight: int) -> tuple[int, int]:
+    """(stable, canary) replicas giving the canary about `weight` percent of the pods.
+
+    The Service spreads requests over all Ready pods, so the replica share is the
+    traffic share; the stable track keeps at least one pod until promotion.
+    """
+    total = max(1, total_replicas(md))
+    canary = max(1, math.ceil(total * weight / 100))
+    return max(1, total - canary), canary
+
+
+def build_deployment(
+    md: ModelDeployment,
+    model: Model,
+    *,
+    track: Track,
+    replicas: int | None,
+    storage_image: str,
+) -> dict[str, Any]:
+    """`replicas` None leaves the count to the HPA (the field is then not ours)."""
+    name = deployment_name(md, track)
+    selector = {MD_LABEL: _name(md), TRACK_LABEL: track}
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        "template": _pod_template(md, model, track, storage_image),
+        "progressDeadlineSeconds": md.spec.progress_deadline_seconds,
+        "revisionHistoryLimit": 3,
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    rolling = md.spec.strategy.rolling_update
+    if rolling is not None:
+        spec["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "maxSurge": rolling.max_surge,
+                "maxUnavailable": rolling.max_unavailable,
+            },
+        }
+    return _child(md, "apps/v1", "Deployment", name, spec, track=track)
+
+
+def build_service(md: ModelDeployment) -> dict[str, Any]:
+    """One Service over both tracks: traffic follows the Ready pods of each."""
+    spec = {
+        "selector": {MD_LABEL: _name(md)},
+        "ports": [{"name": "http", "port": md.spec.port, "targetPort": "http"}],
+    }
+    return _child(md, "v1", "Service", _name(md), spec)
+
+
+def build_hpa(md: ModelDeployment) -> dict[str, Any] | None:
+    scaling = md.spec.autoscaling
+    if scaling is None:
+        return None
+    spec = {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": deployment_name(md, "stable"),
+        },
+        "minReplicas": scaling.min_replicas,
+        "maxReplicas": scaling.max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": scaling.target_cpu_utilization_percentage,
+                    },
+                },
+            }
+        ],
+    }
+    return _child(md, "autoscaling/v2", "HorizontalPodAutoscaler", _name(md), spec)
+
+
+def build_pdb(md: ModelDeployment) -> dict[str, Any] | None:
+    """With more than one replica, voluntary evictions take at most one pod at a time."""
+    if total_replicas(md) <= 1:
+        return None
+    spec = {"maxUnavailable": 1, "selector": {"matchLabels": {MD_LABEL: _name(md)}}}
+    return _child(md, "policy/v1", "PodDisruptionBudget", _name(md), spec)
+
+
+def _child(
+    md: ModelDeployment, api_version: str, kind: str, name: str, spec: dict[str, Any], **extra: str
+) -> dict[str, Any]:
+    md_name, uid = name_and_uid(md.metadata)
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": md.metadata.namespace,
+            "labels": child_labels("ModelDeployment", md_name, **extra),
+            "ownerReferences": [owner_reference("ModelDeployment", md_name, uid)],
+        },
+        "spec": spec,
+    }
+
+
+def _pod_template(
+    md: ModelDeployment, model: Model, track: Track, storage_image: str
+) -> dict[str, Any]:
+    spec = md.spec
+    labels = {
+        **spec.pod_metadata.labels,
+        **child_labels("ModelDeployment", _name(md), track=track),
+        VERSION_LABEL: str(model.spec.version),
+    }
+    source, volumes, mounts = _artifact_source(model)
+    pod: dict[str, Any] = {
+        "securityContext": pod_security(),
+        "automountServiceAccountToken": spec.service_account_name is not None,
+        "initContainers": [
+            {
+                "name": "storage-init",
+                "image": storage_image,
+                "args": ["storage-init", source, MODEL_DIR],
+                "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}, *mounts],
+                "securityContext": container_security(),
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            }
+        ],
+        "containers": [_runtime_container(md, model)],
+        "volumes": [{"name": "model", "emptyDir": {}}, *volumes],
+    }
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    scheduling(pod, spec.scheduling)
+    return {
+        "metadata": {"labels": labels, "annotations": dict(spec.pod_metadata.annotations)},
+        "spec": pod,
+    }
+
+
+def _artifact_source(model: Model) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """What storage-init copies from, plus the volume a `pvc://claim/path` needs."""
+    uri = model.spec.artifact.uri
+    if not uri.startswith("pvc://"):
+        return uri, [], []
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    volume = {"name": "artifact", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    mount = {"name": "artifact", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}
+    return f"{PVC_ROOT}/{claim}/{path}", [volume], [mount]
+
+
+def _runtime_container(md: ModelDeployment, model: Model) -> dict[str, Any]:
+    runtime = md.spec.runtime
+    env = [
+        {"name": "MLOPS_MODEL_NAME", "value": model.spec.model_name},
+        {"name": "MLOPS_MODEL_VERSION", "value": str(model.spec.version)},
+        {"name": "MLOPS_MODEL_DIR", "value": MODEL_DIR},
+    ]
+    container: dict[str, Any] = {
+        "name": "runtime",
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}],
+    }
+    if runtime.preset == "mlserver":
+        port = RUNTIME_PORT
+        artifact = model.spec.artifact.uri.rstrip("/").rsplit("/", 1)[-1]
+        env += [
+            {"name": "MLSERVER_HTTP_PORT", "value": str(port)},
+            {"name": "MLSERVER_GRPC_PORT", "value": "8081"},
+            {"name": "MLSERVER_MODEL_NAME", "value": model.spec.model_name},
+            {"name": "MLSERVER_MODEL_VERSION", "value": str(model.spec.version)},
+            {
+                "name": "MLSERVER_MODEL_IMPLEMENTATION",
+                "value": MLSERVER_IMPLEMENTATIONS.get(model.spec.artifact.format, ""),
+            },
+            {"name": "MLSERVER_MODEL_URI", "value": f"{MODEL_DIR}/{artifact}"},
+        ]
+        container |= {"image": MLSERVER_IMAGE, "args": ["mlserver", "start", MODEL_DIR]}
+        # The model's own readiness: the server is "ready" even after failing to load it.
+        probe_path: str | None = f"/v2/models/{model.spec.model_name}/ready"
+    else:
+        port = runtime.port or RUNTIME_PORT
+        container["image"] = runtime.image
+        if runtime.command:
+            container["command"] = list(runtime.command)
+        if runtime.args:
+            container["args"] = list(runtime.args)
+        probe_path = None
+    container["env"] = env + [e.wire() for e in runtime.env]
+    container["ports"] = [{"name": "http", "containerPort": port}]
+    # A custom image's health path is unknown: an open port is the most we can check.
+    check: dict[str, Any] = (
+        {"httpGet": {"path": probe_path, "port": "http"}}
+        if probe_path
+        else {"tcpSocket": {"port": "http"}}
+    )
+    live: dict[str, Any] = (
+        {"httpGet": {"path": "/v2/health/live", "port": "http"}} if probe_path else check
+    )
+    container["readinessProbe"] = {**check, "periodSeconds": 5, "failureThreshold": 3}
+    container["livenessProbe"] = {**live, "periodSeconds": 10, "failureThreshold": 6}
+    if wanted := resources(md.spec.resources):
+        container["resources"] = wanted
+    return container
+
+
+def _name(md: ModelDeployment) -> str:
+    return name_and_uid(md.metadata)[0]

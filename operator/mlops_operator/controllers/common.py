@@ -1,0 +1,104 @@
+"""Plumbing every controller shares: one reconcile per object at a time, retries for
+event handlers, status writes, Events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from mlops_operator.kube import Body, Kube
+
+log = logging.getLogger(__name__)
+
+# One reconcile at a time per object (its own handler and its children's events arrive
+# on different kopf workers), and at most one waiting: a waiter reads the object only
+# after it gets the lock, so it sees every change that arrived while it waited.
+_guard = threading.Lock()
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_waiting: set[tuple[str, str, str]] = set()
+
+
+def coalesced(kind: str, namespace: str, name: str, work: Callable[[], None]) -> None:
+    key = (kind, namespace, name)
+    with _guard:
+        if key in _waiting:
+            return
+        _waiting.add(key)
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        with _guard:
+            _waiting.discard(key)
+        work()
+
+
+def with_retries(work: Callable[[], None], what: str) -> None:
+    """Event handlers get no retries from kopf; a transient API error must not lose work."""
+    for delay in (0.5, 1, 2, 4, 8, 16):
+        try:
+            work()
+            return
+        except ApiException as err:
+            log.warning("reconciling %s failed (%s %s); retrying", what, err.status, err.reason)
+            time.sleep(delay)
+    work()
+
+
+def write_status(kube: Kube, plural: str, body: Body, old: Body, new: Body) -> bool:
+    """Merge-patch the status if it changed; returns whether it did."""
+    if old == new:
+        return False
+    # Merge patch: a field the new status drops must be sent as null to be removed.
+    patch: Body = {key: None for key in old if key not in new} | new
+    meta = body["metadata"]
+    kube.patch_status(plural, meta["namespace"], meta["name"], patch)
+    return True
+
+
+def post(body: Body, events: Iterable[Any]) -> None:
+    """Post Events (objects with type, reason, message) about `body`."""
+    target = kopf.Body(cast(kopf.RawBody, body))
+    for event in events:
+        kopf.event(target, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+class Ticker:
+    """Runs each registered piece of work every `seconds`, on one daemon thread.
+
+    For what needs a clock rather than an event: rollout pauses and deadlines, and a
+    deletion that waits on something to change. Our own thread rather than a kopf timer:
+    kopf puts a finalizer on every object a timer runs for.
+    """
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name, self.seconds = name, seconds
+        self._work: dict[tuple[str, str], Callable[[], None]] = {}
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def want(self, key: tuple[str, str], work: Callable[[], None] | None) -> None:
+        """Tick `work` for `key` from now on; None stops ticking it."""
+        with self._guard:
+            if work is None:
+                self._work.pop(key, None)
+                return
+            self._work[key] = work
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.seconds)  # a clock, not a wait on a condition
+            with self._guard:
+                due = sorted(self._work.items())
+            for key, work in due:
+                try:
+                    work()
+                except Exception:  # one failure must not stop every other key's clock
+                    log.exception("%s tick for %s/%s failed", self.name, *key)

@@ -1,0 +1,139 @@
+"""Model handlers: validate the registry entry, list who serves it, guard its deletion.
+
+Only a Model that some ModelDeployment serves carries our finalizer: it is added when
+the Model starts being served and removed when it stops, so deleting an unserved Model
+(or a namespace of them) never waits on the operator.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from mlops_operator import GROUP, VERSION, metrics
+from mlops_operator.api import Model, ModelStatus, describe_errors
+from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.registry import model_readiness, served_by
+from mlops_operator.builders.training_status import Event
+from mlops_operator.controllers.common import Ticker, coalesced, post, write_status
+from mlops_operator.kube import Body, Kube
+
+PLURAL = "models"
+MD_PLURAL = "modeldeployments"
+IN_USE_FINALIZER = f"{GROUP}/in-use"
+_sweeps = Ticker("in-use-sweep", 5.0)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def model_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    refresh(memo["kube"], namespace or "", [name])
+
+
+def _deleting(meta: kopf.Meta, **_: Any) -> bool:
+    return meta.get("deletionTimestamp") is not None
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=_deleting)
+def model_deleting(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """A deletion request: let it through if unserved, otherwise say why it waits."""
+    refresh(memo["kube"], namespace or "", [name])
+
+
+def refresh(kube: Kube, namespace: str, names: list[str]) -> None:
+    """Recompute these Models' status (validity, key metric, who serves them) and finalizer."""
+    deployments = kube.list_custom(MD_PLURAL, namespace, "")
+    for name in names:
+        coalesced("Model", namespace, name, partial(_refresh, kube, namespace, name, deployments))
+
+
+@metrics.reconciled("Model")
+def _refresh(kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]]) -> None:
+    body = kube.get_custom(PLURAL, namespace, name)
+    if body is None:
+        return
+    serving = served_by(deployments, name)
+    if _sync_finalizer(kube, body, serving):
+        return  # the last finalizer is gone: so is the Model
+    if serving:
+        # Sweep this namespace on a clock too: kopf stops watching a namespace that is
+        # being deleted, and a served Model must not keep that namespace from going.
+        _sweeps.want((namespace, ""), partial(_sweep, kube, namespace))
+    previous = ModelStatus.model_validate(body.get("status") or {})
+    generation = body["metadata"].get("generation")
+    try:
+        model = Model.model_validate(body)
+        ready, reason, message = model_readiness(model)
+    except ValidationError as err:
+        model, ready, reason, message = None, False, "InvalidSpec", "; ".join(describe_errors(err))
+    if body["metadata"].get("deletionTimestamp"):
+        ready, reason = False, "InUse" if serving else "Deleting"
+        message = (
+            f"deletion waits: still served by ModelDeployment {', '.join(serving)}"
+            if serving
+            else "being deleted"
+        )
+    key = model.spec.key_metric if model else None
+    metric = model.spec.metrics.get(key) if model and key else None
+    conditions = set_condition(
+        list(previous.conditions),
+        "Ready",
+        ready,
+        reason,
+        message,
+        generation=generation,
+        now=datetime.now(UTC),
+    )
+    status = previous.model_copy(
+        update={
+            "conditions": conditions,
+            "observed_generation": generation,
+            "key_metric": f"{key}={metric:g}" if key and metric is not None else None,
+            "served_by": serving,
+        }
+    )
+    if write_status(kube, PLURAL, body, previous.wire(), status.wire()) and not ready:
+        was = next((c for c in previous.conditions if c.type == "Ready"), None)
+        if was is None or was.reason != reason:
+            blocked = reason == "InUse"
+            post(body, [Event("Warning", "DeletionBlocked" if blocked else reason, message)])
+
+
+def _sync_finalizer(kube: Kube, body: Body, serving: list[str]) -> bool:
+    """Hold a served Model's deletion; release it as soon as nothing serves it.
+
+    Returns whether that release let a deleting Model go.
+    """
+    meta = body["metadata"]
+    finalizers: list[str] = list(meta.get("finalizers") or [])
+    held = IN_USE_FINALIZER in finalizers
+    if serving and not held and not meta.get("deletionTimestamp"):
+        wanted = [*finalizers, IN_USE_FINALIZER]
+    elif not serving and held:
+        wanted = [f for f in finalizers if f != IN_USE_FINALIZER]
+    else:
+        return False
+    # resourceVersion makes this a compare-and-swap: another writer's finalizer is never lost.
+    patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta["resourceVersion"]}}
+    kube.patch_custom(PLURAL, meta["namespace"], meta["name"], patch)
+    return bool(meta.get("deletionTimestamp")) and not wanted
+
+
+def _sweep(kube: Kube, namespace: str) -> None:
+    """Release deleting Models of this namespace that nothing serves any more."""
+    held = [
+        m
+        for m in kube.list_custom(PLURAL, namespace, "")
+        if IN_USE_FINALIZER in (m["metadata"].get("finalizers") or [])
+    ]
+    if not held:
+        _sweeps.want((namespace, ""), None)
+        return
+    deleting = [m["metadata"]["name"] for m in held if m["metadata"].get("deletionTimestamp")]
+    if deleting:
+        refresh(kube, namespace, deleting)

@@ -1,0 +1,225 @@
+"""ModelDeployment handlers: thin. Read Models and Deployments, plan, apply.
+
+Every trigger (the ModelDeployment, a Model of its model name, one of its children,
+a timer while a rollout is in progress) funnels into `reconcile`, which recomputes
+the plan from what exists now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from mlops_operator import GROUP, VERSION, metrics
+from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, describe_errors
+from mlops_operator.builders import serving
+from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.registry import model_readiness
+from mlops_operator.builders.rollout import Plan, plan, resolve, skipped_version, track
+from mlops_operator.builders.training_status import Event
+from mlops_operator.controllers import model as model_controller
+from mlops_operator.controllers.common import (
+    Ticker,
+    coalesced,
+    post,
+    with_retries,
+    write_status,
+)
+from mlops_operator.kube import Body, Kube
+
+PLURAL = "modeldeployments"
+MD_LABEL = serving.MD_LABEL
+# The image whose `storage-init` subcommand fetches artifacts: the operator's own.
+STORAGE_IMAGE = os.environ.get("MLOPS_OPERATOR_IMAGE", "mlops-operator:0.1.0")
+# While a rollout is in progress, look again this often: pauses and deadlines need a clock
+# (readiness itself arrives as Deployment events, so this can be coarse).
+TICK_SECONDS = 5.0
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def deployment_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    reconcile(memo["kube"], namespace or "", name)
+
+
+# ModelDeployments with a rollout in progress are looked at every TICK_SECONDS.
+_rollouts = Ticker("rollouts", TICK_SECONDS)
+
+
+# What each Model looked like when last seen, as far as choosing a version cares: its own
+# status updates (servedBy, written because of ModelDeployments) must not wake them all.
+_model_fingerprints: dict[tuple[str, str], str] = {}
+
+
+@kopf.on.event(GROUP, VERSION, "models")
+def model_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """A new, relabelled or deleted Model may change the version to serve."""
+    key = (namespace or "", body["metadata"]["name"])
+    seen = json.dumps(
+        [dict(body["metadata"].get("labels") or {}), dict(body.get("spec") or {}),
+         bool(body["metadata"].get("deletionTimestamp")), type == "DELETED"],
+        sort_keys=True,
+    )  # fmt: skip
+    if _model_fingerprints.get(key) == seen:
+        return
+    _model_fingerprints[key] = seen
+    kube: Kube = memo["kube"]
+    model_name = (body.get("spec") or {}).get("modelName")
+    for md in kube.list_custom(PLURAL, namespace or "", ""):
+        if md["spec"]["model"]["name"] == model_name:
+            name = md["metadata"]["name"]
+            with_retries(partial(reconcile, kube, namespace or "", name), f"{namespace}/{name}")
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MD_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "services", labels={MD_LABEL: kopf.PRESENT})
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={MD_LABEL: kopf.PRESENT})
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={MD_LABEL: kopf.PRESENT})
+def child_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """Readiness changes, and hand edits or deletions to put back."""
+    kube: Kube = memo["kube"]
+    name = labels[MD_LABEL]
+    with_retries(lambda: reconcile(kube, namespace or "", name), f"{namespace}/{name}")
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def deployment_gone(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo,
+                    **_: Any) -> None:  # fmt: skip
+    """Its Models are no longer served by it (their deletion may be waiting on that)."""
+    if type == "DELETED":
+        status = body.get("status") or {}
+        models = [m for m in (status.get("currentModel"), _canary_model(dict(body))) if m]
+        model_controller.refresh(memo["kube"], namespace or "", models)
+
+
+def reconcile(kube: Kube, namespace: str, name: str) -> None:
+    coalesced("ModelDeployment", namespace, name, lambda: _reconcile(kube, namespace, name))
+
+
+@metrics.reconciled("ModelDeployment")
+def _reconcile(kube: Kube, namespace: str, name: str) -> None:
+    body = kube.get_custom(PLURAL, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        _rollouts.want((namespace, name), None)
+        return
+    try:
+        md = ModelDeployment.model_validate(body)
+    except ValidationError as err:
+        _reject(kube, body, "; ".join(describe_errors(err)))
+        return
+    models = _servable_models(kube, namespace, md.spec.model.name)
+    status = md.status or ModelDeploymentStatus()
+    current = next((m for m in models if m.metadata.name == status.current_model), None)
+    target, reason = resolve(md.spec.model, models, current, skipped_version(md))
+    stable = track(kube.get_deployment(namespace, serving.deployment_name(md, "stable")))
+    canary = track(kube.get_deployment(namespace, serving.deployment_name(md, "canary")))
+    decided = plan(md, target, reason, stable, canary, datetime.now(UTC))
+    _apply(kube, md, decided, {m.spec.version: m for m in models}, canary_exists=canary.exists)
+    decided_status = decided.status.model_copy(update={"url": serving.url(md)})
+    write_status(kube, PLURAL, body, status.wire(), decided_status.wire())
+    before = {status.current_model, _canary_model(body)}
+    after = {decided_status.current_model, _canary_model({**body, "status": decided_status.wire()})}
+    if before != after:
+        # Only the Models this one started or stopped serving have a new servedBy.
+        model_controller.refresh(kube, namespace, sorted(m for m in before ^ after if m))
+    post(body, decided.events)
+    strategy = md.spec.strategy.type
+    for event in decided.events:
+        if event.reason == "RolloutStarted":
+            metrics.rollout_started(strategy)
+        elif event.reason == "RolledBack":
+            metrics.rolled_back(strategy)
+    tick = partial(reconcile, kube, namespace, name) if decided.in_progress else None
+    _rollouts.want((namespace, name), tick)
+
+
+def _servable_models(kube: Kube, namespace: str, model_name: str) -> list[Model]:
+    """Models of this model name that parse, are valid to serve, and are not being deleted."""
+    servable = []
+    for body in kube.list_custom("models", namespace, ""):
+        if (body.get("spec") or {}).get("modelName") != model_name:
+            continue
+        if body["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            model = Model.model_validate(body)
+        except ValidationError:
+            continue
+        if model_readiness(model)[0]:
+            servable.append(model)
+    return servable
+
+
+def _apply(
+    kube: Kube,
+    md: ModelDeployment,
+    decided: Plan,
+    models: dict[int, Model],
+    *,
+    canary_exists: bool,
+) -> None:
+    namespace = md.metadata.namespace or ""
+    tracks: tuple[tuple[serving.Track, tuple[int, int | None] | None], ...] = (
+        ("stable", decided.stable),
+        ("canary", decided.canary),
+    )
+    for track_name, wanted in tracks:
+        if wanted is not None and wanted[0] in models:
+            version, replicas = wanted
+            kube.apply(
+                serving.build_deployment(
+                    md,
+                    models[version],
+                    track=track_name,
+                    replicas=replicas,
+                    storage_image=STORAGE_IMAGE,
+                )
+            )
+    if decided.canary is None and canary_exists:
+        kube.delete("Deployment", namespace, serving.deployment_name(md, "canary"))
+    if decided.stable is not None:
+        kube.apply(serving.build_service(md))
+    for kind, manifest in (
+        ("HorizontalPodAutoscaler", serving.build_hpa(md)),
+        ("PodDisruptionBudget", serving.build_pdb(md)),
+    ):
+        if manifest is None:
+            kube.delete(kind, namespace, md.metadata.name or "")
+        else:
+            kube.apply(manifest)
+
+
+def _canary_model(body: Body) -> str | None:
+    canary = (body.get("status") or {}).get("canary")
+    if not canary:
+        return None
+    return f"{body['spec']['model']['name']}-v{canary['version']}"
+
+
+def _reject(kube: Kube, body: Body, message: str) -> None:
+    """A spec the API server should have refused: say so; never retry it."""
+    meta = body["metadata"]
+    previous = ModelDeploymentStatus.model_validate(body.get("status") or {})
+    conditions = set_condition(
+        list(previous.conditions),
+        "Ready",
+        False,
+        "InvalidSpec",
+        message[:4096],
+        generation=meta.get("generation"),
+        now=datetime.now(UTC),
+    )
+    status = previous.model_copy(
+        update={"conditions": conditions, "observed_generation": meta.get("generation")}
+    )
+    if write_status(kube, PLURAL, body, previous.wire(), status.wire()):
+        post(body, [Event("Warning", "InvalidSpec", message)])

@@ -1,0 +1,155 @@
+"""Prometheus metrics: what the operator reconciles, how long that takes, what it produced.
+
+Controllers call the helpers here (one line each); `mlops-operator run --metrics-port`
+serves them with the default process and Python collectors (memory, CPU, open files).
+Each metric is documented in docs/metrics.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from typing import ParamSpec, TypeVar
+
+from prometheus_client import (
+    REGISTRY,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# `*_created` series double what Prometheus stores and nobody here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+KINDS = ("TrainingJob", "Model", "ModelDeployment")
+TRAININGJOB_PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+# A TrainingJob the operator has not yet written a status for.
+NO_PHASE = "Unknown"
+STRATEGIES = ("RollingUpdate", "Canary")
+
+RECONCILES = Counter(
+    "mlops_operator_reconcile",
+    "Reconciles run, by kind and result (success or error).",
+    ["kind", "result"],
+)
+RECONCILE_ERRORS = Counter(
+    "mlops_operator_reconcile_errors",
+    "Reconciles that raised (an API error, a conflict); kopf or the caller retries them.",
+    ["kind"],
+)
+RECONCILE_SECONDS = Histogram(
+    "mlops_operator_reconcile_duration_seconds",
+    "Time one reconcile took, from reading the object to the last write.",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+MODELS_REGISTERED = Counter(
+    "mlops_operator_models_registered",
+    "Models the operator created for successful TrainingJobs (hand-made Models not counted).",
+)
+# Incremented by the ModelDeployment controller.
+ROLLOUTS = Counter(
+    "mlops_operator_rollouts",
+    "ModelDeployment rollouts started: a new model version began replacing the served one.",
+    ["strategy"],
+)
+ROLLBACKS = Counter(
+    "mlops_operator_rollbacks",
+    "ModelDeployment rollouts undone automatically: the new version was not Ready in time.",
+    ["strategy"],
+)
+
+# Known label values start at 0, so rate() and alerts work before the first event.
+for _kind in KINDS:
+    RECONCILE_ERRORS.labels(_kind)
+    RECONCILE_SECONDS.labels(_kind)
+    for _result in ("success", "error"):
+        RECONCILES.labels(_kind, _result)
+for _strategy in STRATEGIES:
+    ROLLOUTS.labels(_strategy)
+    ROLLBACKS.labels(_strategy)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reconciled(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorates a reconcile function: counts it, its errors and its duration for `kind`."""
+
+    def decorate(work: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(work)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            start = time.perf_counter()
+            try:
+                result = work(*args, **kwargs)
+            except Exception:
+                RECONCILES.labels(kind, "error").inc()
+                RECONCILE_ERRORS.labels(kind).inc()
+                raise
+            finally:
+                RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - start)
+            RECONCILES.labels(kind, "success").inc()
+            return result
+
+        return timed
+
+    return decorate
+
+
+def model_registered() -> None:
+    MODELS_REGISTERED.inc()
+
+
+def rollout_started(strategy: str) -> None:
+    ROLLOUTS.labels(strategy).inc()
+
+
+def rolled_back(strategy: str) -> None:
+    ROLLBACKS.labels(strategy).inc()
+
+
+class _Phases(Collector):
+    """TrainingJobs by phase, as the watch last showed them: a gauge computed at scrape."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._phases: dict[tuple[str, str], str] = {}
+
+    def seen(self, event: str | None, namespace: str, name: str, phase: str | None) -> None:
+        with self._lock:
+            if event == "DELETED":
+                self._phases.pop((namespace, name), None)
+            else:
+                self._phases[(namespace, name)] = phase or NO_PHASE
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            tally = Tally(self._phases.values())
+        gauge = GaugeMetricFamily(
+            "mlops_operator_trainingjobs",
+            "TrainingJobs in the watched namespaces, by status.phase.",
+            labels=["phase"],
+        )
+        for phase in sorted({*TRAININGJOB_PHASES, NO_PHASE, *tally}):
+            gauge.add_metric([phase], tally[phase])
+        yield gauge
+
+
+_TRAININGJOBS = _Phases()
+REGISTRY.register(_TRAININGJOBS)
+
+
+def trainingjob_seen(event: str | None, namespace: str, name: str, phase: str | None) -> None:
+    """Called for every watch event of a TrainingJob (`event` is the watch event type)."""
+    _TRAININGJOBS.seen(event, namespace, name, phase)
+
+
+def serve(port: int, host: str) -> None:
+    """Serve /metrics from a background thread (prometheus-client's own HTTP server)."""
+    start_http_server(port, addr=host)

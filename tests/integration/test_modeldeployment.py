@@ -1,0 +1,236 @@
+"""Model and ModelDeployment controllers against the real control plane (kwok plays pods)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import Cluster
+from .k8s import apply, condition, events, get, items, wait
+from .test_trainingjob import report, trainingjob
+
+APPROVED = {"mlops.seed.dev/approved": "true"}
+VERSION_LABEL = "mlops.seed.dev/model-version"
+
+
+def model(version: int, accuracy: float = 0.95, labels: dict[str, str] | None = None,
+          name: str = "iris", uri: str | None = None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": f"{name}-v{version}", "labels": labels or {}},
+        "spec": {
+            "modelName": name,
+            "version": version,
+            "artifact": {
+                "uri": uri or f"s3://models/{name}/{version}/model.joblib",
+                "format": "sklearn",
+            },
+            "metrics": {"accuracy": accuracy},
+            "keyMetric": "accuracy",
+        },
+    }
+
+
+def deployment(name: str, *, version: int | None = None, policy: dict[str, Any] | None = None,
+               **spec: Any) -> dict[str, Any]:  # fmt: skip
+    choice: dict[str, Any] = {"name": "iris"}
+    if version is not None:
+        choice["version"] = version
+    if policy is not None:
+        choice["policy"] = policy
+    return {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": choice, "runtime": {"preset": "mlserver"}, **spec},
+    }
+
+
+def served_version(cluster: Cluster, ns: str, name: str) -> int:
+    template = get(cluster, ns, "deployment", name)["spec"]["template"]
+    return int(template["metadata"]["labels"][VERSION_LABEL])
+
+
+def test_pinned_version_is_served_with_all_children(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, model(1), deployment("web", version=1, replicas=2, port=9000))
+    wait(cluster, ns, "mdep/web", "condition=Ready")
+
+    md = get(cluster, ns, "mdep", "web")
+    status = md["status"]
+    assert (status["currentVersion"], status["currentModel"]) == (1, "iris-v1")
+    assert status["readyReplicas"] == 2
+    assert status["url"] == f"http://web.{ns}.svc:9000"
+    assert status["observedGeneration"] == md["metadata"]["generation"]
+    assert status["history"][0]["outcome"] == "Succeeded"
+    assert condition(md, "Progressing")["status"] == "False"
+
+    dep = get(cluster, ns, "deployment", "web")
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == md["metadata"]["uid"]
+    pod = dep["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    assert init["args"] == ["storage-init", "s3://models/iris/1/model.joblib", "/mnt/models"]
+    runtime = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in runtime["env"]}
+    assert env["MLSERVER_MODEL_IMPLEMENTATION"] == "mlserver_sklearn.SKLearnModel"
+    assert env["MLSERVER_MODEL_URI"] == "/mnt/models/model.joblib"
+    assert runtime["readinessProbe"]["httpGet"]["path"] == "/v2/models/iris/ready"
+    service = get(cluster, ns, "service", "web")
+    assert service["spec"]["ports"][0]["port"] == 9000
+    assert get(cluster, ns, "pdb", "web")["spec"]["maxUnavailable"] == 1
+    # The namespace enforces `restricted`: Ready pods prove they were admitted.
+    assert len(items(cluster, ns, "pods", "-l", "mlops.seed.dev/modeldeployment=web")) == 2
+
+    wait(cluster, ns, "mdl/iris-v1", "jsonpath={.status.servedBy[0]}=web")
+    served = get(cluster, ns, "mdl", "iris-v1")["status"]
+    assert served["keyMetric"] == "accuracy=0.95"
+    assert condition({"status": served}, "Ready")["status"] == "True"
+
+
+def test_changing_the_pinned_version_rolls(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, model(1), model(2), deployment("roll", version=1))
+    wait(cluster, ns, "mdep/roll", "condition=Ready")
+    apply(cluster, ns, deployment("roll", version=2))
+    wait(cluster, ns, "mdep/roll", "jsonpath={.status.currentVersion}=2")
+    wait(cluster, ns, "mdep/roll", "condition=Ready")
+    status = get(cluster, ns, "mdep", "roll")["status"]
+    assert status["previousVersion"] == 1
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [
+        (2, "Succeeded"),
+        (1, "Succeeded"),
+    ]
+    assert served_version(cluster, ns, "roll") == 2
+    reasons = [r for _, r in events(cluster, ns, "roll")]
+    assert reasons.count("RolloutSucceeded") == 2
+
+
+def test_policy_follows_approved_models_that_pass_the_gate(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    ns = op_namespace
+    policy = {
+        "selector": {"matchLabels": APPROVED},
+        "gates": [{"metric": "accuracy", "operator": ">=", "value": 0.9}],
+    }
+    apply(cluster, ns, model(1, 0.92, APPROVED), deployment("follow", policy=policy))
+    wait(cluster, ns, "mdep/follow", "jsonpath={.status.currentVersion}=1")
+
+    apply(cluster, ns, model(2, 0.50, APPROVED))  # fails the gate
+    apply(cluster, ns, model(3, 0.99))  # not approved
+    apply(cluster, ns, model(4, 0.95, APPROVED))  # the one to serve
+    wait(cluster, ns, "mdep/follow", "jsonpath={.status.currentVersion}=4")
+    status = get(cluster, ns, "mdep", "follow")["status"]
+    assert "newest matching version 4" in status["resolvedReason"]
+    assert "accuracy=0.95 >= 0.9" in status["resolvedReason"]
+    assert [h["version"] for h in status["history"]] == [4, 1], "2 and 3 were never rolled out"
+
+
+def test_canary_steps_then_promotes(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 25, "pauseSeconds": 2},
+                                                     {"weight": 50}]}}  # fmt: skip
+    apply(cluster, ns, model(1), model(2), deployment("can", version=1, replicas=4,
+                                                      strategy=canary))  # fmt: skip
+    wait(cluster, ns, "mdep/can", "condition=Ready")
+    apply(cluster, ns, deployment("can", version=2, replicas=4, strategy=canary))
+    wait(cluster, ns, "mdep/can", "jsonpath={.status.canary.weight}=25")
+    # While the canary runs, both versions serve behind the one Service: 3 stable + 1 canary.
+    wait(cluster, ns, "deployment/can-canary", "jsonpath={.status.readyReplicas}=1")
+    assert get(cluster, ns, "deployment", "can")["spec"]["replicas"] == 3
+    assert served_version(cluster, ns, "can-canary") == 2
+    assert served_version(cluster, ns, "can") == 1
+
+    wait(cluster, ns, "mdep/can", "jsonpath={.status.currentVersion}=2")
+    wait(cluster, ns, "deployment/can-canary", "delete")
+    md = get(cluster, ns, "mdep", "can")
+    assert "canary" not in md["status"]
+    assert served_version(cluster, ns, "can") == 2
+    assert get(cluster, ns, "deployment", "can")["spec"]["replicas"] == 4
+    assert ("Normal", "CanaryStep") in events(cluster, ns, "can")
+
+
+def test_a_version_that_never_gets_ready_is_rolled_back(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    ns = op_namespace
+    sim = {"annotations": {"sim.mlops.seed.dev/unready-model-versions": "2"}}
+    spec = {"progressDeadlineSeconds": 10, "podMetadata": sim}
+    apply(cluster, ns, model(1), model(2), deployment("safe", version=1, **spec))
+    wait(cluster, ns, "mdep/safe", "condition=Ready")
+    apply(cluster, ns, deployment("safe", version=2, **spec))
+    wait(cluster, ns, "mdep/safe", "condition=Degraded")
+
+    md = get(cluster, ns, "mdep", "safe")
+    degraded = condition(md, "Degraded")
+    assert degraded["reason"] == "RolledBack"
+    assert "version 2" in degraded["message"]
+    assert md["status"]["currentVersion"] == 1
+    assert md["status"]["failedVersion"] == 2
+    assert md["status"]["history"][0]["outcome"] == "RolledBack"
+    assert served_version(cluster, ns, "safe") == 1
+    wait(cluster, ns, "mdep/safe", "condition=Ready")
+    assert ("Warning", "RolledBack") in events(cluster, ns, "safe")
+
+
+def test_deleting_a_served_model_waits(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, model(1), deployment("keep", version=1))
+    wait(cluster, ns, "mdep/keep", "condition=Ready")
+    wait(cluster, ns, "mdl/iris-v1", "jsonpath={.status.servedBy[0]}=keep")
+    cluster.kubectl("delete", "-n", ns, "mdl/iris-v1", "--wait=false")
+    wait(cluster, ns, "mdl/iris-v1", "condition=Ready=False")
+    blocked = get(cluster, ns, "mdl", "iris-v1")
+    assert blocked["metadata"]["deletionTimestamp"]
+    assert "still served by ModelDeployment keep" in condition(blocked, "Ready")["message"]
+    assert ("Warning", "DeletionBlocked") in events(cluster, ns, "iris-v1")
+
+    cluster.kubectl("delete", "-n", ns, "mdep/keep")
+    wait(cluster, ns, "mdl/iris-v1", "delete")
+
+
+def test_deleting_the_model_deployment_removes_its_children(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    ns = op_namespace
+    scaling = {"minReplicas": 2, "maxReplicas": 5}
+    apply(cluster, ns, model(1), deployment("bye", version=1, autoscaling=scaling))
+    wait(cluster, ns, "mdep/bye", "condition=Ready")
+    hpa = get(cluster, ns, "hpa", "bye")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    cluster.kubectl("delete", "-n", ns, "mdep/bye")
+    for child in ("deployment/bye", "service/bye", "hpa/bye", "pdb/bye"):
+        wait(cluster, ns, child, "delete")
+
+
+def test_hand_edited_children_are_put_back(cluster: Cluster, op_namespace: str) -> None:
+    ns = op_namespace
+    apply(cluster, ns, model(1), deployment("drift", version=1, replicas=2))
+    wait(cluster, ns, "mdep/drift", "condition=Ready")
+    cluster.kubectl("scale", "-n", ns, "deployment/drift", "--replicas=5")
+    wait(cluster, ns, "deployment/drift", "jsonpath={.spec.replicas}=2")
+    uid = get(cluster, ns, "service", "drift")["metadata"]["uid"]
+    cluster.kubectl("delete", "-n", ns, "service/drift")
+    wait(cluster, ns, "service/drift", "create")
+    assert get(cluster, ns, "service", "drift")["metadata"]["uid"] != uid
+
+
+def test_training_to_serving_end_to_end(cluster: Cluster, op_namespace: str) -> None:
+    """TrainingJob succeeds -> Model registered -> a policy ModelDeployment serves it."""
+    ns = op_namespace
+    policy = {"gates": [{"metric": "accuracy", "operator": ">=", "value": 0.9}]}
+    apply(cluster, ns, deployment("auto", policy=policy))
+    wait(
+        cluster, ns, "mdep/auto", 'jsonpath={.status.conditions[?(@.type=="Ready")].reason}=NoModel'
+    )
+    sim = {"sim.mlops.seed.dev/message": report(0.97, "s3://bucket/iris/run/model.joblib")}
+    apply(cluster, ns, trainingjob("retrain", sim=sim))
+    wait(cluster, ns, "tj/retrain", "condition=Ready")
+    wait(cluster, ns, "mdep/auto", "jsonpath={.status.currentVersion}=1")
+    wait(cluster, ns, "mdep/auto", "condition=Ready")
+    status = get(cluster, ns, "mdep", "auto")["status"]
+    assert status["currentModel"] == "iris-v1"
+    dep = get(cluster, ns, "deployment", "auto")
+    args = dep["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert args[1] == "s3://bucket/iris/run/model.joblib"
+    assert status["readyReplicas"] == 1

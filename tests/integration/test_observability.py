@@ -1,0 +1,122 @@
+"""Prometheus metrics and JSON logs of a real operator process through a training run."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlops_operator.api.report import TrainingReport
+
+from .conftest import Cluster, Operator
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def trainingjob(name: str) -> str:
+    """A run kwok plays as succeeding with a report, so the operator registers a Model."""
+    report = TrainingReport.model_validate(
+        {"metrics": {"accuracy": 0.9}, "artifact": {"uri": f"s3://bucket/{name}/model.joblib"}}
+    ).to_message()
+    return yaml.safe_dump(
+        {
+            "apiVersion": "mlops.seed.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": {
+                "image": "registry.example/train:1",
+                "output": {"uri": "s3://bucket/iris", "modelName": name, "format": "sklearn"},
+                "podMetadata": {"annotations": {"sim.mlops.seed.dev/message": report}},
+            },
+        }
+    )
+
+
+def scrape(url: str) -> Samples:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_follow_a_training_run(
+    cluster: Cluster, op_namespace: str, operator: Operator
+) -> None:
+    before = scrape(operator.metrics_url)
+    cluster.kubectl("apply", "-n", op_namespace, "-f", "-", input=trainingjob("metered"))
+    cluster.kubectl("wait", "-n", op_namespace, "--for=condition=Ready", "tj/metered",
+                    "--timeout=90s")  # fmt: skip
+
+    # The phase gauge follows the operator's own watch, which may trail kubectl's by a moment.
+    deadline = time.monotonic() + 30
+    after = scrape(operator.metrics_url)
+    while value(after, "mlops_operator_trainingjobs", phase="Succeeded") < 1:
+        assert time.monotonic() < deadline, "the Succeeded TrainingJob was never counted"
+        time.sleep(0.2)
+        after = scrape(operator.metrics_url)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # Create, Job progress, completion, registration: several reconciles, none failed here.
+    assert delta("mlops_operator_reconcile_total", kind="TrainingJob", result="success") >= 2
+    assert delta("mlops_operator_reconcile_duration_seconds_count", kind="TrainingJob") >= 2
+    assert delta("mlops_operator_reconcile_duration_seconds_sum", kind="TrainingJob") > 0
+    assert delta("mlops_operator_models_registered_total") >= 1
+    # Defined for ModelDeployment rollouts and present from the start.
+    for name in ("mlops_operator_rollouts_total", "mlops_operator_rollbacks_total"):
+        assert (name, frozenset({("strategy", "Canary")})) in after
+    assert value(after, "process_resident_memory_bytes") > 10_000_000
+
+
+@pytest.fixture
+def logs_namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace only the JSON-logging operator below watches."""
+    name = f"logs-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    cluster.kubectl("wait", "-n", name, "--for=create", "serviceaccount/default", "--timeout=60s")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def test_json_logs_are_one_object_per_line_with_the_object_they_are_about(
+    crds: Cluster, logs_namespace: str, tmp_path: Path
+) -> None:
+    op = Operator(crds, tmp_path / "operator.log", watch=logs_namespace,
+                  args=["--log-format=json"])  # fmt: skip
+    op.start()
+    # A run that fails: it registers no Model, whose finalizer would need a running operator
+    # for the namespace to be deleted afterwards.
+    failing = yaml.safe_load(trainingjob("logged"))
+    failing["spec"]["backoffLimit"] = 0
+    failing["spec"]["podMetadata"]["annotations"] = {"sim.mlops.seed.dev/exit-code": "3"}
+    try:
+        crds.kubectl("apply", "-n", logs_namespace, "-f", "-", input=yaml.safe_dump(failing))
+        crds.kubectl("wait", "-n", logs_namespace, "--for=condition=Failed", "tj/logged",
+                     "--timeout=90s")  # fmt: skip
+    finally:
+        op.stop()
+    entries: list[dict[str, Any]] = [json.loads(line) for line in op.log().splitlines()]
+    assert entries
+    for entry in entries:
+        assert {"time", "level", "logger", "message"} <= set(entry), entry
+    about = [e for e in entries if (e.get("object") or {}).get("name") == "logged"]
+    assert about, "no log line carries the TrainingJob"
+    assert about[0]["object"]["namespace"] == logs_namespace
+    assert about[0]["object"]["kind"] == "TrainingJob"

@@ -1,0 +1,323 @@
+"""Pure builders of the serving side: version choice, rollout plans, child manifests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_operator import storage
+from mlops_operator.api import Model, ModelDeployment
+from mlops_operator.builders import serving
+from mlops_operator.builders.registry import model_readiness, served_by
+from mlops_operator.builders.rollout import Track, plan, resolve, skipped_version, track
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+UID = "11111111-2222-4333-8444-555555555555"
+APPROVED = {"mlops.seed.dev/approved": "true"}
+
+
+def model(version: int, accuracy: float = 0.95, labels: dict[str, str] | None = None,
+          uri: str | None = None, fmt: str = "sklearn") -> Model:  # fmt: skip
+    return Model.model_validate(
+        {
+            "metadata": {"name": f"iris-v{version}", "labels": labels or {}},
+            "spec": {
+                "modelName": "iris",
+                "version": version,
+                "artifact": {"uri": uri or f"s3://m/iris/{version}/model.joblib", "format": fmt},
+                "metrics": {"accuracy": accuracy},
+            },
+        }
+    )
+
+
+def md(status: dict[str, Any] | None = None, generation: int = 1, **spec: Any) -> ModelDeployment:
+    body: dict[str, Any] = {
+        "metadata": {"name": "web", "namespace": "ml", "uid": UID, "generation": generation},
+        "spec": {"model": {"name": "iris", "version": 1}, "runtime": {"preset": "mlserver"},
+                 **spec},
+    }  # fmt: skip
+    if status is not None:
+        body["status"] = status
+    return ModelDeployment.model_validate(body)
+
+
+def ready(version: int, replicas: int = 1) -> Track:
+    return Track(exists=True, version=version, replicas=replicas, ready=replicas, done=True)
+
+
+def rolling(version: int, replicas: int = 1) -> Track:
+    return Track(exists=True, version=version, replicas=replicas, ready=0, done=False)
+
+
+def serving_status(version: int, **extra: Any) -> dict[str, Any]:
+    return {"currentVersion": version, "currentModel": f"iris-v{version}", **extra}
+
+
+# --- choosing the version ----------------------------------------------------------
+
+
+def test_policy_takes_the_newest_approved_version_that_passes_the_gates() -> None:
+    choice = md(model={"name": "iris", "policy": {
+        "selector": {"matchLabels": APPROVED},
+        "gates": [{"metric": "accuracy", "operator": ">=", "value": 0.9}],
+    }}).spec.model  # fmt: skip
+    models = [model(1, 0.92, APPROVED), model(2, 0.5, APPROVED), model(3, 0.99), model(4, 0.91,
+              APPROVED)]  # fmt: skip
+    chosen, why = resolve(choice, models, None, skip=None)
+    assert chosen is not None
+    assert chosen.spec.version == 4
+    assert why == "newest matching version 4 (accuracy=0.91 >= 0.9)"
+    skipped, _ = resolve(choice, models, models[0], skip=4)
+    assert skipped is not None
+    assert skipped.spec.version == 1, "a rolled-back version is skipped"
+
+
+def test_must_beat_current_compares_in_the_gate_direction() -> None:
+    choice = md(model={"name": "iris", "policy": {
+        "gates": [{"metric": "accuracy", "operator": ">=", "value": 0.8}],
+        "mustBeatCurrent": True,
+    }}).spec.model  # fmt: skip
+    current = model(1, 0.95)
+    worse, _ = resolve(choice, [current, model(2, 0.90)], current, skip=None)
+    assert worse is current
+    better, _ = resolve(choice, [current, model(2, 0.96)], current, skip=None)
+    assert better is not None
+    assert better.spec.version == 2
+
+
+def test_selector_expressions() -> None:
+    choice = md(model={"name": "iris", "policy": {"selector": {"matchExpressions": [
+        {"key": "stage", "operator": "In", "values": ["prod", "canary"]},
+        {"key": "blocked", "operator": "DoesNotExist"},
+    ]}}}).spec.model  # fmt: skip
+    models = [model(1, labels={"stage": "prod"}), model(2, labels={"stage": "dev"}),
+              model(3, labels={"stage": "canary", "blocked": "yes"})]  # fmt: skip
+    chosen, _ = resolve(choice, models, None, skip=None)
+    assert chosen is not None
+    assert chosen.spec.version == 1
+
+
+def test_pinned_version_missing_is_said() -> None:
+    chosen, why = resolve(md().spec.model, [model(2)], None, skip=None)
+    assert chosen is None
+    assert why == "pinned version 1 of iris does not exist"
+
+
+# --- plans ---------------------------------------------------------------------------
+
+
+def test_first_rollout_then_ready() -> None:
+    first = plan(md(replicas=2), model(1), "pinned", Track(), Track(), NOW)
+    assert first.stable == (1, 2)
+    assert first.canary is None
+    assert first.in_progress
+    assert first.status.history[0].outcome == "Progressing"
+    done = plan(md(first.status.wire(), replicas=2), model(1), "pinned", ready(1, 2), Track(), NOW)
+    assert done.status.current_version == 1
+    assert done.status.history[0].outcome == "Succeeded"
+    assert not done.in_progress
+    assert [e.reason for e in done.events] == ["RolloutSucceeded"]
+
+
+def test_rolling_update_succeeds_or_rolls_back_at_the_deadline() -> None:
+    start = plan(md(serving_status(1)), model(2), "pinned", ready(1), Track(), NOW)
+    assert start.stable == (2, 1)
+    assert [e.reason for e in start.events] == ["RolloutStarted"]
+    waiting = md(start.status.wire(), progressDeadlineSeconds=60)
+    on_time = plan(waiting, model(2), "pinned", rolling(2), Track(), NOW + timedelta(seconds=30))
+    assert on_time.stable == (2, 1)
+    late = plan(waiting, model(2), "pinned", rolling(2), Track(), NOW + timedelta(seconds=61))
+    assert late.stable == (1, 1), "back to the previous version"
+    assert late.status.failed_version == 2
+    assert late.status.history[0].outcome == "RolledBack"
+    degraded = next(c for c in late.status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "RolledBack")
+    assert skipped_version(md(late.status.wire())) == 2
+    assert skipped_version(md(late.status.wire(), generation=2)) is None, "a new spec forgives"
+
+
+def test_auto_rollback_off_keeps_trying() -> None:
+    start = plan(md(serving_status(1)), model(2), "pinned", ready(1), Track(), NOW)
+    spec = {"progressDeadlineSeconds": 10, "autoRollback": False}
+    late = plan(md(start.status.wire(), **spec), model(2), "pinned", rolling(2), Track(),
+                NOW + timedelta(minutes=5))  # fmt: skip
+    assert late.stable == (2, 1)
+    assert late.status.failed_version is None
+
+
+def test_canary_walks_its_steps_and_promotes() -> None:
+    strategy = {"type": "Canary", "canary": {"steps": [{"weight": 25, "pauseSeconds": 60},
+                                                       {"weight": 50}]}}  # fmt: skip
+    spec = {"replicas": 4, "strategy": strategy}
+    step0 = plan(md(serving_status(1), **spec), model(2), "r", ready(1, 4), Track(), NOW)
+    assert (step0.stable, step0.canary) == ((1, 3), (2, 1))
+    assert step0.status.canary is not None
+    assert step0.status.canary.weight == 25
+
+    held = plan(md(step0.status.wire(), **spec), model(2), "r", ready(1, 3), ready(2, 1), NOW)
+    assert held.status.canary is not None
+    assert held.status.canary.step_started_at == NOW, "the pause starts once Ready"
+    later = NOW + timedelta(seconds=61)
+    step1 = plan(md(held.status.wire(), **spec), model(2), "r", ready(1, 3), ready(2, 1), later)
+    assert (step1.stable, step1.canary) == ((1, 2), (2, 2))
+    assert step1.status.canary is not None
+    assert (step1.status.canary.step, step1.status.canary.weight) == (1, 50)
+
+    promote = plan(md(step1.status.wire(), **spec), model(2), "r", ready(1, 2), ready(2, 2), later)
+    assert promote.status.canary is not None
+    assert promote.status.canary.weight == 100
+    assert promote.stable == (2, 4)
+    assert promote.canary == (2, 2), "the canary keeps serving until stable has rolled"
+    done = plan(md(promote.status.wire(), **spec), model(2), "r", ready(2, 4), ready(2, 2), later)
+    assert done.status.current_version == 2
+    assert done.status.previous_version == 1
+    assert done.canary is None
+    assert done.status.canary is None
+
+
+def test_canary_that_never_gets_ready_is_rolled_back() -> None:
+    spec = {"strategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}},
+            "progressDeadlineSeconds": 30}  # fmt: skip
+    step0 = plan(md(serving_status(1), **spec), model(2), "r", ready(1), Track(), NOW)
+    late = plan(md(step0.status.wire(), **spec), model(2), "r", ready(1), rolling(2),
+                NOW + timedelta(seconds=31))  # fmt: skip
+    assert late.canary is None
+    assert late.stable == (1, 1)
+    assert late.status.failed_version == 2
+
+
+def test_a_newer_target_supersedes_the_rollout_in_flight() -> None:
+    start = plan(md(serving_status(1)), model(2), "r", ready(1), Track(), NOW)
+    newer = plan(md(start.status.wire()), model(3), "r", rolling(2), Track(), NOW)
+    assert [(h.version, h.outcome) for h in newer.status.history] == [
+        (3, "Progressing"),
+        (2, "Superseded"),
+    ]
+    assert newer.stable == (3, 1)
+
+
+def test_nothing_to_serve() -> None:
+    empty = plan(md(), None, "no version matches", Track(), Track(), NOW)
+    assert (empty.stable, empty.canary) == (None, None)
+    ready_condition = next(c for c in empty.status.conditions if c.type == "Ready")
+    assert (ready_condition.status, ready_condition.reason) == ("False", "NoModel")
+
+
+def test_track_reads_a_deployment() -> None:
+    dep = {
+        "metadata": {"generation": 3},
+        "spec": {"replicas": 2, "template": {"metadata": {"labels": {serving.VERSION_LABEL: "7"}}}},
+        "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2,
+                   "readyReplicas": 2},
+    }  # fmt: skip
+    assert track(dep) == Track(exists=True, version=7, replicas=2, ready=2, done=True)
+    stale = {**dep, "status": {**dep["status"], "observedGeneration": 2}}
+    assert not track(stale).done
+    assert track(None) == Track()
+
+
+# --- manifests -------------------------------------------------------------------------
+
+
+def test_deployment_runs_storage_init_then_mlserver_under_restricted() -> None:
+    dep = serving.build_deployment(md(), model(3), track="stable", replicas=2,
+                                   storage_image="op:1")  # fmt: skip
+    pod = dep["spec"]["template"]["spec"]
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["selector"]["matchLabels"] == {serving.MD_LABEL: "web",
+                                                      serving.TRACK_LABEL: "stable"}  # fmt: skip
+    assert dep["spec"]["template"]["metadata"]["labels"][serving.VERSION_LABEL] == "3"
+    init = pod["initContainers"][0]
+    assert (init["image"], init["args"]) == (
+        "op:1", ["storage-init", "s3://m/iris/3/model.joblib", serving.MODEL_DIR],
+    )  # fmt: skip
+    runtime = pod["containers"][0]
+    assert runtime["image"] == serving.MLSERVER_IMAGE
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert runtime["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["automountServiceAccountToken"] is False
+    autoscaled = serving.build_deployment(md(), model(3), track="canary", replicas=None,
+                                          storage_image="op:1")  # fmt: skip
+    assert "replicas" not in autoscaled["spec"], "left to the HPA"
+    assert autoscaled["metadata"]["name"] == "web-canary"
+
+
+def test_pvc_artifacts_are_mounted_read_only() -> None:
+    dep = serving.build_deployment(md(), model(1, uri="pvc://models/iris/1"), track="stable",
+                                   replicas=1, storage_image="op:1")  # fmt: skip
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["args"][1] == "/mnt/pvc/models/iris/1"
+    claim = next(v for v in pod["volumes"] if v["name"] == "artifact")
+    assert claim["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+
+
+def test_custom_runtime_and_optional_children() -> None:
+    custom = md(runtime={"image": "me/serve:1", "port": 9000, "args": ["--fast"]})
+    runtime = serving.build_deployment(custom, model(1), track="stable", replicas=1,
+                                       storage_image="op:1")["spec"]["template"]["spec"][
+        "containers"][0]  # fmt: skip
+    assert (runtime["image"], runtime["args"]) == ("me/serve:1", ["--fast"])
+    assert runtime["ports"] == [{"name": "http", "containerPort": 9000}]
+    assert "tcpSocket" in runtime["readinessProbe"]
+    assert serving.build_hpa(md()) is None
+    assert serving.build_pdb(md(replicas=1)) is None
+    assert serving.build_pdb(md(replicas=3)) is not None
+    hpa = serving.build_hpa(md(autoscaling={"minReplicas": 2, "maxReplicas": 4}))
+    assert hpa is not None
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "web"
+
+
+@pytest.mark.parametrize(("weight", "split"), [(10, (3, 1)), (50, (2, 2)), (75, (1, 3))])
+def test_replica_split_follows_the_weight(weight: int, split: tuple[int, int]) -> None:
+    assert serving.split_replicas(md(replicas=4), weight) == split
+
+
+# --- models --------------------------------------------------------------------------
+
+
+def test_model_readiness_and_served_by() -> None:
+    assert model_readiness(model(1))[0]
+    bad = model(1, uri="file:///tmp/model.joblib")
+    ok, reason, message = model_readiness(bad)
+    assert (ok, reason) == (False, "UnsupportedArtifactURI")
+    assert "s3://" in message
+    assert "custom runtime" in model_readiness(model(1, fmt="onnx"))[2]
+    deployments = [
+        {"metadata": {"name": "a"}, "spec": {"model": {"name": "iris"}},
+         "status": {"currentModel": "iris-v1"}},
+        {"metadata": {"name": "b"}, "spec": {"model": {"name": "iris"}},
+         "status": {"currentModel": "iris-v1", "canary": {"version": 2}}},
+        {"metadata": {"name": "c", "deletionTimestamp": "x"}, "spec": {"model": {"name": "iris"}},
+         "status": {"currentModel": "iris-v2"}},
+    ]  # fmt: skip
+    assert served_by(deployments, "iris-v1") == ["a", "b"]
+    assert served_by(deployments, "iris-v2") == ["b"]
+
+
+def test_storage_init_fetches_a_file_or_a_directory(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "model.joblib").write_bytes(b"weights")
+    (source / "sub" / "settings.json").write_text("{}")
+    single = storage.fetch(str(source / "model.joblib"), str(tmp_path / "one"))
+    assert [p.read_bytes() for p in single] == [b"weights"]
+    tree = storage.fetch(f"file://{source}", str(tmp_path / "all"))
+    assert sorted(p.relative_to(tmp_path / "all").as_posix() for p in tree) == [
+        "model.joblib",
+        "sub/settings.json",
+    ]
+    with pytest.raises(FileNotFoundError, match="no such artifact"):
+        storage.fetch(str(tmp_path / "missing"), str(tmp_path / "x"))
+
+
+def test_the_mlserver_preset_deploys_the_pinned_release() -> None:
+    pins = dict(
+        line.split("=", 1)
+        for line in (Path(__file__).parents[2] / "tools" / "versions.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert serving.MLSERVER_IMAGE.endswith(f":{pins['MLSERVER_VERSION']}")
