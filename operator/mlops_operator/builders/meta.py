@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from mlops_operator.api import API_VERSION
 from mlops_operator.api.common import RESERVED_PREFIX, ObjectMeta
@@ -43,3 +44,12 @@ def owned_by(child: dict[str, Any], uid: str) -> bool:
     """Whether `child` is controlled by the object with this uid."""
     refs = child.get("metadata", {}).get("ownerReferences") or []
     return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about an object: builders decide, controllers post."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str

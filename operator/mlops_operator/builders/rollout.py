@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from mlops_operator.api import Condition, Model, ModelDeployment, ModelDeploymentStatus
 from mlops_operator.api.common import LabelSelector
@@ -20,16 +20,10 @@ from mlops_operator.api.modeldeployment import (
     RolloutRecord,
 )
 from mlops_operator.builders.conditions import condition, set_condition
+from mlops_operator.builders.meta import Event
 from mlops_operator.builders.serving import VERSION_LABEL, split_replicas, total_replicas
 
 HISTORY_LIMIT = 10
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)

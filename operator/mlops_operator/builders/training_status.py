@@ -15,6 +15,7 @@ from mlops_operator.api import Condition, TrainingJob, TrainingJobStatus
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.api.trainingjob import Failure
 from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.meta import Event
 from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION
 
 Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
@@ -265,13 +266,6 @@ def _image_pull_failure(pods: list[dict[str, Any]]) -> Failure | None:
             message = f"pod {pod['metadata']['name']} cannot pull its image: {detail}"
             return Failure(reason="ImagePullFailed", message=message[:MESSAGE_LIMIT])
     return None
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 def job_finished(job: dict[str, Any]) -> bool:

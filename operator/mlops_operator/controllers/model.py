@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelStatus, describe_errors
 from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.meta import Event
 from mlops_operator.builders.registry import model_readiness, served_by
-from mlops_operator.builders.training_status import Event
 from mlops_operator.controllers.common import Ticker, coalesced, post, write_status
 from mlops_operator.kube import Body, Kube
 

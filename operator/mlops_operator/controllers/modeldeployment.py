@@ -1,7 +1,7 @@
 """ModelDeployment handlers: thin. Read Models and Deployments, plan, apply.
 
 Every trigger (the ModelDeployment, a Model of its model name, one of its children,
-a timer while a rollout is in progress) funnels into `reconcile`, which recomputes
+the rollout clock while a rollout is in progress) funnels into `reconcile`, which recomputes
 the plan from what exists now.
 """
 
@@ -20,9 +20,9 @@ from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, describe_errors
 from mlops_operator.builders import serving
 from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.meta import Event
 from mlops_operator.builders.registry import model_readiness
 from mlops_operator.builders.rollout import Plan, plan, resolve, skipped_version, track
-from mlops_operator.builders.training_status import Event
 from mlops_operator.controllers import model as model_controller
 from mlops_operator.controllers.common import (
     Ticker,
@@ -71,7 +71,10 @@ def model_event(
     )  # fmt: skip
     if _model_fingerprints.get(key) == seen:
         return
-    _model_fingerprints[key] = seen
+    if type == "DELETED":
+        _model_fingerprints.pop(key, None)
+    else:
+        _model_fingerprints[key] = seen
     kube: Kube = memo["kube"]
     model_name = (body.get("spec") or {}).get("modelName")
     for md in kube.list_custom(PLURAL, namespace or "", ""):

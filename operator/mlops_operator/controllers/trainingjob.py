@@ -18,10 +18,9 @@ from mlops_operator.api import TrainingJob, TrainingJobStatus, describe_errors
 from mlops_operator.api.report import ReportError, TrainingReport, parse_report
 from mlops_operator.builders import registry, training
 from mlops_operator.builders.conditions import set_condition
-from mlops_operator.builders.meta import owned_by
+from mlops_operator.builders.meta import Event, owned_by
 from mlops_operator.builders.training_status import (
     IMAGE_PULL_FAILURES,
-    Event,
     JobObservation,
     Outcome,
     attempts,
