@@ -5,7 +5,9 @@ and measures, with one client clock:
   apply -> Job:    from the create request of a TrainingJob to its Job appearing in a watch;
   complete -> Model: from its Job's Complete condition appearing in a watch to the Model
                    appearing in a watch.
-Also the operator's peak RSS and CPU seconds. Writes a table and bench/results/<name>.json.
+Also the operator's peak RSS and CPU seconds, and (for a burst) the baseline: the same
+number of plain batch/v1 Jobs created directly, the fastest any controller could go here.
+Writes a table and bench/results/<name>.json.
 
     make bench-training N=200        # or: .venv/bin/python bench/training_latency.py --n 200
     .venv/bin/python bench/training_latency.py --n 200 --rate 5   # steady arrivals
@@ -85,10 +87,54 @@ def watch_models(api: client.ApiClient, ns: str, models: Recorder, stop: threadi
             stream.stop()
 
 
+def plain_job(name: str) -> dict[str, Any]:
+    """What a TrainingJob's child looks like, without a TrainingJob: the baseline's unit."""
+    pod = {
+        "metadata": {"annotations": {"sim.mlops.seed.dev/duration": "1s"}},
+        "spec": {"restartPolicy": "Never",
+                 "containers": [{"name": "trainer", "image": "registry.example/train:1"}]},
+    }  # fmt: skip
+    # Suspended: the baseline measures Jobs coming into existence, and its pods must not
+    # load the cluster while the operator is measured next.
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "suspend": True, "template": pod}}  # fmt: skip
+
+
+def baseline(api: client.ApiClient, ns: str, n: int, concurrency: int) -> float:
+    """Seconds until N Jobs created directly (same client, same concurrency) all exist:
+    what any controller could at best achieve on this cluster."""
+    seen, stop = Recorder(), threading.Event()
+
+    def watch_plain() -> None:
+        stream = watch.Watch()
+        for event in stream.stream(client.BatchV1Api(api).list_namespaced_job, ns,
+                                   timeout_seconds=600):  # fmt: skip
+            name = event["object"].metadata.name
+            if name.startswith("base-"):
+                seen.mark(name)
+            if stop.is_set():
+                stream.stop()
+
+    threading.Thread(target=watch_plain, daemon=True).start()
+    batch = client.BatchV1Api(api)
+    start = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda i: batch.create_namespaced_job(ns, plain_job(f"base-{i:05d}")),
+                      range(n)))  # fmt: skip
+    while len(seen.seen) < n:
+        if time.monotonic() - start > 600:
+            raise TimeoutError("baseline Jobs never all appeared")
+        time.sleep(0.05)
+    stop.set()
+    return max(seen.seen.values()) - start
+
+
 def run(n: int, concurrency: int, rate: float, out: Path) -> dict[str, Any]:
     created, done, models, applied = Recorder(), Recorder(), Recorder(), Recorder()
     stop = threading.Event()
     with bench_namespace(out.parent / f"{out.stem}.operator.log") as (api, ns, operator):
+        # The limit first, in the same run, so the ratio holds on a noisy machine.
+        limit = None if rate > 0 else baseline(api, ns, n, concurrency)
         for target, args in ((watch_jobs, (api, ns, created, done, stop)),
                              (watch_models, (api, ns, models, stop))):  # fmt: skip
             threading.Thread(target=target, args=args, daemon=True).start()
@@ -120,6 +166,7 @@ def run(n: int, concurrency: int, rate: float, out: Path) -> dict[str, Any]:
         "rate_per_s": rate or None,
         "apply_all_s": round(applied_all, 2),
         "all_jobs_s": round(max(created.seen.values()) - start, 2),
+        "baseline_all_jobs_s": round(limit, 2) if limit is not None else None,
         "all_models_s": round(max(models.seen.values()) - start, 2),
         "apply_to_job_s": latencies(applied, created),
         "complete_to_model_s": latencies(done, models),
@@ -143,6 +190,15 @@ def table(result: dict[str, Any]) -> str:
             row("Job complete -> Model", result["complete_to_model_s"]),
             f"  all {result['n']} Jobs exist after {result['all_jobs_s']}s; "
             f"all Models after {result['all_models_s']}s",
+            *(
+                [
+                    f"  baseline: {result['n']} Jobs created directly exist after "
+                    f"{result['baseline_all_jobs_s']}s; throughput ratio "
+                    f"{result['baseline_all_jobs_s'] / result['all_jobs_s']:.2f} (1.0 = the limit)"
+                ]
+                if result["baseline_all_jobs_s"]
+                else []
+            ),
             f"  operator: peak RSS {result['operator_peak_rss_mb']} MB, "
             f"CPU {result['operator_cpu_s']} s",
         ]
