@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools" / "cluster"))
@@ -81,11 +86,40 @@ def machine() -> dict[str, str]:
     }
 
 
+@dataclass
+class OperatorRun:
+    """An operator process watching one fresh namespace, as its ServiceAccount."""
+
+    api: client.ApiClient
+    ns: str
+    proc: subprocess.Popen[bytes]
+
+    def api_requests(self) -> Counter[str]:
+        """Requests the operator made in its namespace, by "verb resource[/subresource]",
+        as the API server's audit log recorded them (tools/cluster/audit-policy.yaml)."""
+        counts: Counter[str] = Counter()
+        with local_cluster.audit_log().open() as log:
+            for line in log:
+                if f'"namespace":"{self.ns}"' not in line:
+                    continue
+                event = json.loads(line)
+                ref = event.get("objectRef") or {}
+                # A watch is logged when it starts and when it ends: count it once.
+                counted = "ResponseStarted" if event["verb"] == "watch" else "ResponseComplete"
+                if ref.get("namespace") != self.ns or event["stage"] != counted:
+                    continue
+                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                counts[f"{event['verb']} {ref.get('resource')}{sub}"] += 1
+        return counts
+
+
 @contextmanager
-def bench_namespace(
-    log_path: Path,
-) -> Iterator[tuple[client.ApiClient, str, subprocess.Popen[bytes]]]:
-    """The local cluster with CRDs, a fresh namespace, and an operator watching only it."""
+def bench_namespace(log_path: Path, profile: Path | None = None) -> Iterator[OperatorRun]:
+    """The local cluster with CRDs, a fresh namespace, and an operator watching only it.
+
+    The operator authenticates as its installed ServiceAccount, so the API server's audit
+    log holds its requests; with `profile`, py-spy samples it until it stops.
+    """
     local_cluster.up()
     kubeconfig = str(local_cluster.KUBECONFIG)
     local_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
@@ -93,20 +127,83 @@ def bench_namespace(
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
     local_cluster.kubectl("wait", "-n", ns, "--for=create", "serviceaccount/default")
+    login = log_path.with_suffix(".kubeconfig")
+    local_cluster.service_account_kubeconfig(login)
     port = local_cluster.free_port()
     with log_path.open("w") as log:
         operator = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator", "run", "--standalone", f"--namespace={ns}",
              "--liveness-host=127.0.0.1", f"--liveness-port={port}"],
-            env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBECONFIG": str(login)}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        sampler = _py_spy(operator.pid, profile) if profile else None
         try:
             local_cluster.wait_healthy(f"http://127.0.0.1:{port}/healthz", operator)
-            yield api, ns, operator
+            yield OperatorRun(api, ns, operator)
         finally:
+            if sampler:
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its profile and exits
+                sampler.wait(timeout=60)
             operator.terminate()
             operator.wait(timeout=30)
             client.CoreV1Api(api).delete_namespace(ns)
+
+
+@contextmanager
+def scratch_namespace(api: client.ApiClient, prefix: str) -> Iterator[str]:
+    """A namespace no operator watches, deleted (with what is in it) on exit."""
+    ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+    try:
+        yield ns
+    finally:
+        client.CoreV1Api(api).delete_namespace(ns)
+
+
+def watch_objects(api: client.ApiClient, group: str, version: str, ns: str, plural: str,
+                  seen: Any, stop: threading.Event) -> None:  # fmt: skip
+    """Call `seen(object)` for every watch event of one kind in `ns`, as plain dicts (cheaper
+    than the client's typed models, so the watcher does not steal CPU from what it times)."""
+    stream = watch.Watch()
+    list_objects = client.CustomObjectsApi(api).list_namespaced_custom_object
+    for event in stream.stream(list_objects, group, version, ns, plural, timeout_seconds=3600):
+        seen(event["object"])
+        if stop.is_set():
+            stream.stop()
+
+
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Sample `pid` 100 times a second without pausing it, into collapsed stacks."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pid), "--nonblocking", "--rate", "100",
+         "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def profile_summary(raw: Path, top: int = 30) -> str:
+    """The functions that took the most samples (inclusive and self), from py-spy's
+    collapsed stacks, one line each: share of samples, function, file."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        samples = int(count)
+        total += samples
+        # "func (path/to/file.py:123)" -> "func (file.py)": one entry per function.
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    lines = [f"{total} samples"]
+    for title, counter in (("inclusive", inclusive), ("self", own)):
+        lines.append(f"-- top {top} by {title} samples")
+        lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in counter.most_common(top)]
+    return "\n".join(lines)
 
 
 def wait_until(done: Any, operator: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -88,7 +88,8 @@ def watch_deployments(api: client.ApiClient, ns: str, ready: Recorder, started: 
 def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
     applied, ready, started, served, new_model = (Recorder() for _ in range(5))
     stop = threading.Event()
-    with bench_namespace(out.parent / f"{out.stem}.operator.log") as (api, ns, operator):
+    with bench_namespace(out.with_suffix(".operator.log")) as op:
+        api, ns, operator = op.api, op.ns, op.proc
         threading.Thread(
             target=watch_deployments, args=(api, ns, ready, started, served, stop), daemon=True
         ).start()
@@ -113,6 +114,7 @@ def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
         wait_until(lambda: len(served.seen) >= n, operator, 600 + 2 * n)
         stop.set()
         rss_mb, cpu_s = proc_usage(operator.pid)
+        requests = op.api_requests()
     result = {
         **machine(),
         "n": n,
@@ -123,6 +125,8 @@ def run(n: int, concurrency: int, out: Path) -> dict[str, Any]:
         "new_model_to_served_s": latencies(new_model, served),
         "operator_peak_rss_mb": round(rss_mb, 1),
         "operator_cpu_s": round(cpu_s, 1),
+        "api_requests_per_modeldeployment": round(sum(requests.values()) / n, 2),
+        "api_requests": dict(requests.most_common()),
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -138,6 +142,7 @@ def main() -> int:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = run(args.n, args.concurrency, args.out)
+    n = result["n"]
     print(
         "\n".join(
             [
@@ -147,6 +152,12 @@ def main() -> int:
                 row("new Model -> served", result["new_model_to_served_s"]),
                 f"  all Ready after {result['all_ready_s']}s; operator: peak RSS "
                 f"{result['operator_peak_rss_mb']} MB, CPU {result['operator_cpu_s']} s",
+                "  API requests per ModelDeployment (create, Ready, one upgrade): "
+                f"{result['api_requests_per_modeldeployment']}",
+                *(
+                    f"    {count / n:6.2f}  {what}"
+                    for what, count in result["api_requests"].items()
+                ),
             ]
         )
     )

@@ -33,10 +33,13 @@ from common import (
     latencies,
     machine,
     proc_usage,
+    profile_summary,
     row,
+    scratch_namespace,
     wait_until,
+    watch_objects,
 )
-from kubernetes import client, watch
+from kubernetes import client
 
 REPORT = json.dumps({"metrics": {"accuracy": 0.97}, "artifact": {"uri": "s3://bench/model.joblib"}})
 
@@ -61,30 +64,22 @@ def trainingjob(name: str) -> dict[str, Any]:
 
 def watch_jobs(api: client.ApiClient, ns: str, created: Recorder, done: Recorder,
                stop: threading.Event) -> None:  # fmt: skip
-    stream = watch.Watch()
-    for event in stream.stream(client.BatchV1Api(api).list_namespaced_job, ns,
-                               timeout_seconds=3600):  # fmt: skip
-        job = event["object"]
-        tj = (job.metadata.labels or {}).get(f"{GROUP}/trainingjob")
+    def seen(job: dict[str, Any]) -> None:
+        tj = (job["metadata"].get("labels") or {}).get(f"{GROUP}/trainingjob")
         if tj:
             created.mark(tj)
-            conditions = (job.status and job.status.conditions) or []
-            if any(c.type == "Complete" and c.status == "True" for c in conditions):
+            conditions = (job.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Complete" and c["status"] == "True" for c in conditions):
                 done.mark(tj)
-        if stop.is_set():
-            stream.stop()
+
+    watch_objects(api, "batch", "v1", ns, "jobs", seen, stop)
 
 
 def watch_models(api: client.ApiClient, ns: str, models: Recorder, stop: threading.Event) -> None:
-    stream = watch.Watch()
-    custom = client.CustomObjectsApi(api)
-    for event in stream.stream(custom.list_namespaced_custom_object, GROUP, VERSION, ns,
-                               "models", timeout_seconds=3600):  # fmt: skip
-        obj = event["object"]
-        tj = obj["spec"]["lineage"]["trainingJob"]["name"]
-        models.mark(tj)
-        if stop.is_set():
-            stream.stop()
+    def seen(model: dict[str, Any]) -> None:
+        models.mark(model["spec"]["lineage"]["trainingJob"]["name"])
+
+    watch_objects(api, GROUP, VERSION, ns, "models", seen, stop)
 
 
 def plain_job(name: str) -> dict[str, Any]:
@@ -102,49 +97,47 @@ def plain_job(name: str) -> dict[str, Any]:
 
 def baseline(api: client.ApiClient, ns: str, n: int, concurrency: int) -> float:
     """Seconds until N Jobs created directly (same client, same concurrency) all exist:
-    what any controller could at best achieve on this cluster."""
+    what any controller could at best achieve on this cluster. `ns` is one no operator
+    watches, so the baseline costs the operator nothing."""
     seen, stop = Recorder(), threading.Event()
-
-    def watch_plain() -> None:
-        stream = watch.Watch()
-        for event in stream.stream(client.BatchV1Api(api).list_namespaced_job, ns,
-                                   timeout_seconds=600):  # fmt: skip
-            name = event["object"].metadata.name
-            if name.startswith("base-"):
-                seen.mark(name)
-            if stop.is_set():
-                stream.stop()
-
-    threading.Thread(target=watch_plain, daemon=True).start()
+    threading.Thread(
+        target=watch_objects,
+        args=(api, "batch", "v1", ns, "jobs", lambda job: seen.mark(job["metadata"]["name"]), stop),
+        daemon=True,
+    ).start()
     batch = client.BatchV1Api(api)
     start = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda i: batch.create_namespaced_job(ns, plain_job(f"base-{i:05d}")),
                       range(n)))  # fmt: skip
     while len(seen.seen) < n:
-        if time.monotonic() - start > 600:
+        if time.monotonic() - start > 600 + n:
             raise TimeoutError("baseline Jobs never all appeared")
         time.sleep(0.05)
     stop.set()
     return max(seen.seen.values()) - start
 
 
-def run(n: int, concurrency: int, rate: float, out: Path) -> dict[str, Any]:
+def run(n: int, concurrency: int, rate: float, out: Path, profile: bool = False) -> dict[str, Any]:
     created, done, models, applied = Recorder(), Recorder(), Recorder(), Recorder()
     stop = threading.Event()
-    with bench_namespace(out.parent / f"{out.stem}.operator.log") as (api, ns, operator):
+    raw_profile = out.with_suffix(".profile.txt") if profile else None
+    with (
+        bench_namespace(out.with_suffix(".operator.log"), raw_profile) as op,
+        scratch_namespace(op.api, "bench-baseline") as baseline_ns,
+    ):
         # The limit first, in the same run, so the ratio holds on a noisy machine.
-        limit = None if rate > 0 else baseline(api, ns, n, concurrency)
-        for target, args in ((watch_jobs, (api, ns, created, done, stop)),
-                             (watch_models, (api, ns, models, stop))):  # fmt: skip
+        limit = None if rate > 0 else baseline(op.api, baseline_ns, n, concurrency)
+        for target, args in ((watch_jobs, (op.api, op.ns, created, done, stop)),
+                             (watch_models, (op.api, op.ns, models, stop))):  # fmt: skip
             threading.Thread(target=target, args=args, daemon=True).start()
-        custom = client.CustomObjectsApi(api)
+        custom = client.CustomObjectsApi(op.api)
         names = [f"tj-{i:05d}" for i in range(n)]
         start = time.monotonic()
 
         def create(name: str) -> None:
             applied.mark(name)
-            custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs",
+            custom.create_namespaced_custom_object(GROUP, VERSION, op.ns, "trainingjobs",
                                                    trainingjob(name))  # fmt: skip
 
         if rate > 0:
@@ -156,24 +149,33 @@ def run(n: int, concurrency: int, rate: float, out: Path) -> dict[str, Any]:
             with ThreadPoolExecutor(concurrency) as pool:
                 list(pool.map(create, names))
         applied_all = time.monotonic() - start
-        wait_until(lambda: len(models.seen) >= n, operator, 600 + n)
+        wait_until(lambda: len(models.seen) >= n, op.proc, 600 + n)
         stop.set()
-        rss_mb, cpu_s = proc_usage(operator.pid)
+        rss_mb, cpu_s = proc_usage(op.proc.pid)
+        requests = op.api_requests()
+    all_jobs = max(created.seen.values()) - start
     result = {
         **machine(),
         "n": n,
         "concurrency": concurrency,
         "rate_per_s": rate or None,
         "apply_all_s": round(applied_all, 2),
-        "all_jobs_s": round(max(created.seen.values()) - start, 2),
+        "all_jobs_s": round(all_jobs, 2),
         "baseline_all_jobs_s": round(limit, 2) if limit is not None else None,
+        "throughput_ratio": round(limit / all_jobs, 3) if limit is not None else None,
         "all_models_s": round(max(models.seen.values()) - start, 2),
         "apply_to_job_s": latencies(applied, created),
         "complete_to_model_s": latencies(done, models),
         "operator_peak_rss_mb": round(rss_mb, 1),
         "operator_cpu_s": round(cpu_s, 1),
+        "operator_cpu_ms_per_trainingjob": round(1000 * cpu_s / n, 1),
+        "api_requests_per_trainingjob": round(sum(requests.values()) / n, 2),
+        "api_requests": dict(requests.most_common()),
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if raw_profile:
+        summary = profile_summary(raw_profile)
+        out.with_suffix(".profile-summary.txt").write_text(summary + "\n")
     return result
 
 
@@ -194,13 +196,19 @@ def table(result: dict[str, Any]) -> str:
                 [
                     f"  baseline: {result['n']} Jobs created directly exist after "
                     f"{result['baseline_all_jobs_s']}s; throughput ratio "
-                    f"{result['baseline_all_jobs_s'] / result['all_jobs_s']:.2f} (1.0 = the limit)"
+                    f"{result['throughput_ratio']:.2f} (1.0 = the limit)"
                 ]
                 if result["baseline_all_jobs_s"]
                 else []
             ),
             f"  operator: peak RSS {result['operator_peak_rss_mb']} MB, "
-            f"CPU {result['operator_cpu_s']} s",
+            f"CPU {result['operator_cpu_s']} s ({result['operator_cpu_ms_per_trainingjob']} ms "
+            "per TrainingJob)",
+            f"  API requests per TrainingJob: {result['api_requests_per_trainingjob']}",
+            *(
+                f"    {count / result['n']:6.2f}  {what}"
+                for what, count in result["api_requests"].items()
+            ),
         ]
     )
 
@@ -212,10 +220,11 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8, help="burst: creating threads")
     parser.add_argument("--rate", type=float, default=0, help="creations per second (0: burst)")
+    parser.add_argument("--profile", action="store_true", help="sample the operator with py-spy")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "training.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = run(args.n, args.concurrency, args.rate, args.out)
+    result = run(args.n, args.concurrency, args.rate, args.out, args.profile)
     print(table(result))
     return 0
 

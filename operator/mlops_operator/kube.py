@@ -3,13 +3,21 @@
 Everything goes in and out as plain dicts (the JSON the server speaks):
 builders produce dicts, controllers pass them through, and nothing pays for
 the client's model classes. Missing objects are None, not exceptions.
+
+Reads come from a cache, as in client-go's informers and controller-runtime's client:
+the watch events kopf already receives keep it current (controllers feed it), and every
+write stores the server's answer, so a reconcile sees its own writes at once. A miss is
+read from the server. Bodies from the cache are shared: treat them as read-only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ConflictException, NotFoundException
@@ -20,6 +28,8 @@ Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: server-side apply takes it
 FIELD_MANAGER = "mlops-operator"
+MAX_TOMBSTONES = 10_000
+POOL_SIZE = 32
 
 
 class AlreadyExists(Exception):
@@ -31,8 +41,108 @@ def _json(response: Any) -> Body:
     return loaded
 
 
+def _newer(body: Body, than: str) -> bool:
+    """Whether `body` is a later state of the object than resourceVersion `than`.
+
+    resourceVersions are formally opaque; the API server's are etcd revisions, so when
+    both are integers a smaller one is an older state (a watch event that arrives after
+    we stored our own write's answer). Anything else counts as newer.
+    """
+    try:
+        return int(body["metadata"]["resourceVersion"]) >= int(than)
+    except (KeyError, ValueError):
+        return True
+
+
+def _slim(body: Body) -> Body:
+    """What the cache keeps: managedFields are large and never read (a shallow copy, so
+    kopf's own copy of the event is untouched)."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+class Cache:
+    """The latest known body of each object we read, by kind ("jobs", "models", ...),
+    namespace and name; and which namespaces of a kind it holds completely."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[str, dict[tuple[str, str], Body]] = defaultdict(dict)
+        self._complete: set[tuple[str, str]] = set()
+        # resourceVersion of our own latest write to each object: its watch event is an echo.
+        self._written: dict[tuple[str, str, str], str] = {}
+        # Recently deleted objects (resourceVersion of the deletion), so that a LIST answered
+        # before the deletion cannot bring one back; the oldest are dropped past a bound.
+        self._gone: dict[tuple[str, str, str], str] = {}
+
+    def observe(self, kind: str, body: Body, *, ours: bool = False) -> None:
+        """Store a body seen in a watch event or returned by a write (`ours`)."""
+        meta = body["metadata"]
+        key = (meta.get("namespace") or "", meta["name"])
+        with self._lock:
+            gone = self._gone.get((kind, *key))
+            if gone is not None:
+                if not _newer(body, gone) or body["metadata"].get("resourceVersion") == gone:
+                    return
+                del self._gone[(kind, *key)]  # created again
+            known = self._objects[kind].get(key)
+            if known is None or _newer(body, known["metadata"].get("resourceVersion", "")):
+                self._objects[kind][key] = _slim(body)
+            if ours:
+                self._written[(kind, *key)] = meta.get("resourceVersion", "")
+
+    def forget(self, kind: str, namespace: str, name: str, version: str = "") -> None:
+        """The object is gone: a DELETED event (with its resourceVersion), or our delete."""
+        with self._lock:
+            self._objects[kind].pop((namespace, name), None)
+            self._written.pop((kind, namespace, name), None)
+            if version:
+                self._gone[(kind, namespace, name)] = version
+                if len(self._gone) > MAX_TOMBSTONES:
+                    del self._gone[next(iter(self._gone))]
+
+    def is_echo(self, kind: str, body: Body) -> bool:
+        """Whether a watch event only shows our own latest write (nothing to react to)."""
+        meta = body["metadata"]
+        key = (kind, meta.get("namespace") or "", meta["name"])
+        with self._lock:
+            return bool(self._written.get(key) == meta.get("resourceVersion"))
+
+    def get(self, kind: str, namespace: str, name: str) -> Body | None:
+        with self._lock:
+            return self._objects[kind].get((namespace, name))
+
+    def items(self, kind: str, namespace: str) -> list[Body] | None:
+        """Every object of a kind in a namespace, or None if the cache was never filled
+        for it (see `fill`)."""
+        with self._lock:
+            if (kind, namespace) not in self._complete:
+                return None
+            return [body for (ns, _), body in self._objects[kind].items() if ns == namespace]
+
+    def fill(self, kind: str, namespace: str, listed: list[Body]) -> None:
+        """A LIST's answer: from now on the watch events keep this namespace complete
+        (kopf's watch started with the operator, before this LIST)."""
+        for body in listed:
+            self.observe(kind, body)
+        with self._lock:
+            self._complete.add((kind, namespace))
+
+
+# The plural (the cache's kind) of each built-in kind the serving children use.
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+}
+
+
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
+        self.cache = Cache()
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -60,30 +170,76 @@ class Kube:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        # One kept-alive connection per handler thread: a smaller pool (the client's default
+        # is 5 per core) drops connections under load, and each new one is a TLS handshake.
+        configuration.connection_pool_maxsize = POOL_SIZE
         return cls(client.ApiClient(configuration))
+
+    def seen(self, kind: str, event: Mapping[str, object]) -> bool:
+        """Feed one watch event ({"type", "object"}) into the cache; returns whether it is
+        news to react to (False for the echo of our own latest write)."""
+        body = cast(Body, event["object"])
+        meta = body["metadata"]
+        if event["type"] == "DELETED":
+            version = meta.get("resourceVersion", "")
+            self.cache.forget(kind, meta.get("namespace") or "", meta["name"], version)
+            return True
+        echo = self.cache.is_echo(kind, body)
+        self.cache.observe(kind, body)
+        return not echo
+
+    def _read(self, kind: str, namespace: str, name: str, fresh: bool, get: Any) -> Body | None:
+        if not fresh:
+            cached = self.cache.get(kind, namespace, name)
+            if cached is not None:
+                return cached
+        try:
+            body = _json(get())
+        except NotFoundException:
+            return None
+        self.cache.observe(kind, body)
+        return body
+
+    def _wrote(self, kind: str, response: Any) -> Body:
+        body = _json(response)
+        self.cache.observe(kind, body, ours=True)
+        return body
 
     # --- our custom resources -------------------------------------------------
 
-    def get_custom(self, plural: str, namespace: str, name: str) -> Body | None:
-        try:
-            return _json(
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name, _preload_content=False
-                )
-            )
-        except NotFoundException:
-            return None
+    def get_custom(
+        self, plural: str, namespace: str, name: str, *, fresh: bool = False
+    ) -> Body | None:
+        """The cached object (or, with `fresh` or on a miss, the server's)."""
 
-    def list_custom(self, plural: str, namespace: str, selector: str) -> list[Body]:
+        def get() -> Any:
+            return self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _preload_content=False
+            )
+
+        return self._read(plural, namespace, name, fresh, get)
+
+    def list_custom(
+        self, plural: str, namespace: str, selector: str = "", *, fresh: bool = False
+    ) -> list[Body]:
+        """With a label selector or `fresh`: the server's answer. Otherwise the cache's
+        (filled by one LIST the first time a namespace is asked for)."""
+        if not selector and not fresh:
+            cached = self.cache.items(plural, namespace)
+            if cached is not None:
+                return cached
         listed = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, label_selector=selector, _preload_content=False
         )
         items: list[Body] = _json(listed)["items"]
+        if not selector:
+            self.cache.fill(plural, namespace, items)
         return items
 
     def create_custom(self, plural: str, body: Body) -> Body:
         try:
-            return _json(
+            return self._wrote(
+                plural,
                 self.custom.create_namespaced_custom_object(
                     GROUP,
                     VERSION,
@@ -92,14 +248,14 @@ class Kube:
                     body,
                     field_manager=FIELD_MANAGER,
                     _preload_content=False,
-                )
+                ),
             )
         except ConflictException as err:
             raise AlreadyExists(body["metadata"]["name"]) from err
 
     def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> None:
         """Merge-patch an object's metadata (finalizers); never its spec."""
-        self.custom.patch_namespaced_custom_object(
+        response = self.custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
             namespace,
@@ -110,10 +266,11 @@ class Kube:
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
+        self._wrote(plural, response)
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> None:
         """Merge-patch the status subresource; the operator never writes a user's spec."""
-        self.custom.patch_namespaced_custom_object_status(
+        response = self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             namespace,
@@ -124,36 +281,41 @@ class Kube:
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
+        self._wrote(plural, response)
 
     # --- built-in kinds ----------------------------------------------------------
 
-    def get_job(self, namespace: str, name: str) -> Body | None:
-        try:
-            return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
-        except NotFoundException:
-            return None
+    def get_job(self, namespace: str, name: str, *, fresh: bool = False) -> Body | None:
+        def get() -> Any:
+            return self.batch.read_namespaced_job(name, namespace, _preload_content=False)
+
+        return self._read("jobs", namespace, name, fresh, get)
 
     def create_job(self, body: Body) -> Body:
         try:
-            return _json(
+            return self._wrote(
+                "jobs",
                 self.batch.create_namespaced_job(
                     body["metadata"]["namespace"],
                     body,  # type: ignore[arg-type]  # the client sends a dict body as it is
                     field_manager=FIELD_MANAGER,
                     _preload_content=False,
-                )
+                ),
             )
         except ConflictException as err:
             raise AlreadyExists(body["metadata"]["name"]) from err
 
-    def patch_job(self, namespace: str, name: str, patch: Body) -> None:
-        self.batch.patch_namespaced_job(
-            name,
-            namespace,
-            patch,
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE_PATCH,
-            _preload_content=False,
+    def patch_job(self, namespace: str, name: str, patch: Body) -> Body:
+        return self._wrote(
+            "jobs",
+            self.batch.patch_namespaced_job(
+                name,
+                namespace,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            ),
         )
 
     def ensure_service(self, body: Body) -> None:
@@ -174,17 +336,15 @@ class Kube:
         return items
 
     def get_deployment(self, namespace: str, name: str) -> Body | None:
-        try:
-            return _json(
-                self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
-            )
-        except NotFoundException:
-            return None
+        def get() -> Any:
+            return self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
+
+        return self._read("deployments", namespace, name, False, get)
 
     def apply(self, body: Body) -> None:
         """Server-side apply: sets the fields we own, puts them back if edited, leaves the rest."""
         meta = body["metadata"]
-        self._patch[body["kind"]](
+        response = self._patch[body["kind"]](
             meta["name"],
             meta["namespace"],
             body,
@@ -193,8 +353,15 @@ class Kube:
             _content_type=APPLY_PATCH,
             _preload_content=False,
         )
+        self._wrote(PLURALS[body["kind"]], response)
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        """Delete if present."""
+    def delete(self, kind: str, namespace: str, name: str, *, if_cached: bool = False) -> None:
+        """Delete if present. With `if_cached`, only if the cache holds it: for children
+        whose watch feeds the cache, so that a reconcile does not send a DELETE each time
+        for something that is not there (one that appears later wakes a reconcile)."""
+        plural = PLURALS[kind]
+        if if_cached and self.cache.get(plural, namespace, name) is None:
+            return
         with contextlib.suppress(NotFoundException):
             self._delete[kind](name, namespace, _preload_content=False)
+        self.cache.forget(plural, namespace, name)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client, config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,9 +90,8 @@ def op_namespace(cluster: Cluster, operator: Operator) -> Iterator[str]:
     yield from _namespace(cluster, OPERATOR_PREFIX)
 
 
-# The operator's identity as manifests/ installs it (namespace, ServiceAccount, ClusterRole).
-RBAC = ROOT / "manifests" / "rbac"
-OPERATOR_ACCOUNT = ("mlops-system", "mlops-operator")
+OPERATOR_ACCOUNT = local_cluster.OPERATOR_ACCOUNT
+RBAC = ROOT / "manifests" / "rbac"  # the operator's identity as manifests/ installs it
 
 
 class Operator:
@@ -121,7 +119,7 @@ class Operator:
         self.metrics_url = ""
 
     def start(self) -> None:
-        self._login_as_service_account()
+        local_cluster.service_account_kubeconfig(self.kubeconfig, Path(self.cluster.kubeconfig))
         port, metrics_port = local_cluster.free_port(), local_cluster.free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         log = self.log_path.open("ab")
@@ -138,29 +136,6 @@ class Operator:
             local_cluster.wait_healthy(f"http://127.0.0.1:{port}/healthz", self.proc)
         except RuntimeError as err:
             raise AssertionError(f"{err}:\n{self.log()}") from None
-
-    def _login_as_service_account(self) -> None:
-        """A kubeconfig with the cluster's server and CA and a fresh token of the account."""
-        self.cluster.kubectl("apply", "-k", str(RBAC))
-        namespace, account = OPERATOR_ACCOUNT
-        token = self.cluster.kubectl(
-            "create", "token", account, "-n", namespace, "--duration=2h"
-        ).stdout.strip()
-        admin = yaml.safe_load(Path(self.cluster.kubeconfig).read_text())
-        context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-        server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-        login = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [server],
-            "users": [{"name": account, "user": {"token": token}}],
-            "contexts": [
-                {"name": account, "context": {"cluster": server["name"], "user": account}}
-            ],
-            "current-context": account,
-        }
-        self.kubeconfig.write_text(yaml.safe_dump(login))
-        self.kubeconfig.chmod(0o600)
 
     def kill(self) -> None:
         """SIGKILL: no graceful shutdown, as when a node dies under the operator."""

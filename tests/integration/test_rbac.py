@@ -81,6 +81,8 @@ def test_the_account_may_do_exactly_what_the_rules_grant(operator: Operator) -> 
     # A sample of what the operator never does.
     denied = [
         ("update", "trainingjobs.mlops.seed.dev"),  # it patches status, never replaces spec
+        ("patch", "trainingjobs.mlops.seed.dev"),  # nor annotates: kopf keeps no state on it
+        ("patch", "modeldeployments.mlops.seed.dev"),
         ("delete", "trainingjobs.mlops.seed.dev"),
         ("delete", "models.mlops.seed.dev"),  # deleting a TrainingJob keeps its Models
         ("delete", "jobs.batch"),  # the garbage collector deletes children

@@ -9,6 +9,7 @@ to start the cluster on demand.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import socket
@@ -19,11 +20,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 STATE = ROOT / ".cluster"
 KUBECONFIG = STATE / "kubeconfig"
 NAME = "mlops"
+AUDIT_POLICY = HERE / "audit-policy.yaml"
+# What the running cluster was created from: a change to any of these recreates it.
+CONFIG_KEY = STATE / "config-key"
+# The operator's identity as manifests/rbac installs it.
+OPERATOR_ACCOUNT = ("mlops-system", "mlops-operator")
 
 
 def _log(message: str) -> None:
@@ -100,13 +108,28 @@ def _wait_ready(timeout_s: int = 120) -> None:
         time.sleep(0.2)
 
 
+def audit_log() -> Path:
+    """Where the API server writes the operator's requests (see audit-policy.yaml)."""
+    return STATE / "kwok" / "clusters" / NAME / "logs" / "audit.log"
+
+
+def _config_key(bin_dir: Path) -> str:
+    files = (HERE / "kwok.yaml", AUDIT_POLICY)
+    digest = hashlib.sha256(str(bin_dir).encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def up() -> None:
     bin_dir = build()
-    if is_up():
+    key = _config_key(bin_dir)
+    current = CONFIG_KEY.read_text() if CONFIG_KEY.exists() else ""
+    if is_up() and current == key:
         _log("reusing the running cluster")
     else:
         if (STATE / "kwok").exists():
-            _log("removing a stopped cluster's state")
+            _log("removing a stopped or outdated cluster")
             down(bin_dir)
         STATE.mkdir(parents=True, exist_ok=True)
         _log("starting kube-apiserver, etcd, controller-manager, scheduler and kwok")
@@ -122,8 +145,10 @@ def up() -> None:
             f"--kube-scheduler-binary={bin_dir / 'kube-scheduler'}",
             f"--etcd-binary={bin_dir / 'etcd'}",
             f"--kwok-controller-binary={bin_dir / 'kwok'}",
+            f"--kube-audit-policy={AUDIT_POLICY}",
             "--wait=120s",
         )
+        CONFIG_KEY.write_text(key)
     kubectl("apply", "--server-side", "-f", str(HERE / "nodes.yaml"))
     _wait_ready()
 
@@ -137,6 +162,35 @@ def down(bin_dir: Path | None = None) -> None:
             env=_env(),
         )
     shutil.rmtree(STATE, ignore_errors=True)
+
+
+def service_account_kubeconfig(path: Path, admin_kubeconfig: Path = KUBECONFIG) -> None:
+    """Write a kubeconfig that authenticates as the operator's ServiceAccount.
+
+    manifests/rbac is applied first and the token comes from the TokenRequest API, so a
+    process using it has exactly what an installed operator has: the ClusterRole's rights.
+    """
+
+    def as_admin(*args: str) -> str:
+        command = [kubectl_binary(), "--kubeconfig", str(admin_kubeconfig), *args]
+        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+    as_admin("apply", "-k", str(ROOT / "manifests" / "rbac"))
+    namespace, account = OPERATOR_ACCOUNT
+    token = as_admin("create", "token", account, "-n", namespace, "--duration=6h").strip()
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    login = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [server],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": server["name"], "user": account}}],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(login))
+    path.chmod(0o600)
 
 
 def free_port() -> int:

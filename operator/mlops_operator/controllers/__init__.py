@@ -8,7 +8,6 @@ from typing import Any
 
 import kopf
 
-from mlops_operator import GROUP
 from mlops_operator.controllers import model, modeldeployment, trainingjob
 from mlops_operator.kube import Kube
 
@@ -17,12 +16,9 @@ __all__ = ["model", "modeldeployment", "trainingjob"]
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Our own names, so two operators (or a kopf default) never fight over them.
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    # Every handler is an event handler (level-triggered: each recomputes from what exists),
+    # so kopf keeps no state on the objects: no finalizer, no progress or diff-base
+    # annotations. The operator writes only status.
     # Our handlers post their own Events for lifecycle transitions (kopf.event); kopf's
     # per-handler "succeeded" chatter stays in the log and out of `kubectl describe`.
     settings.posting.level = logging.WARNING

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import kopf
@@ -16,35 +17,56 @@ from mlops_operator.kube import Body, Kube
 
 log = logging.getLogger(__name__)
 
-# One reconcile at a time per object (its own handler and its children's events arrive
-# on different kopf workers), and at most one waiting: a waiter reads the object only
-# after it gets the lock, so it sees every change that arrived while it waited.
+# Locks by key, kept only while someone holds or waits for them.
 _guard = threading.Lock()
-_locks: dict[tuple[str, str, str], threading.Lock] = {}
-_waiting: set[tuple[str, str, str]] = set()
+_locks: dict[Hashable, tuple[threading.Lock, int]] = {}
+_waiting: set[Hashable] = set()
+
+
+@contextmanager
+def serialized(key: Hashable) -> Iterator[None]:
+    """One holder at a time per key; every caller gets its turn."""
+    with _guard:
+        lock, users = _locks.get(key) or (threading.Lock(), 0)
+        _locks[key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _guard:
+            lock, users = _locks[key]
+            if users == 1:
+                del _locks[key]
+            else:
+                _locks[key] = (lock, users - 1)
 
 
 def coalesced(kind: str, namespace: str, name: str, work: Callable[[], None]) -> None:
+    """One reconcile at a time per object (its own events and its children's arrive on
+    different kopf workers), and at most one waiting: a waiter reads the object only after
+    it gets the lock, so it sees every change that arrived while it waited."""
     key = (kind, namespace, name)
     with _guard:
         if key in _waiting:
             return
         _waiting.add(key)
-        lock = _locks.setdefault(key, threading.Lock())
-    with lock:
+    with serialized(key):
         with _guard:
             _waiting.discard(key)
         work()
 
 
 def with_retries(work: Callable[[], None], what: str) -> None:
-    """Event handlers get no retries from kopf; a transient API error must not lose work."""
+    """Event handlers get no retries from kopf; a transient error must not lose work."""
     for delay in (0.5, 1, 2, 4, 8, 16):
         try:
             work()
             return
         except ApiException as err:
             log.warning("reconciling %s failed (%s %s); retrying", what, err.status, err.reason)
+            time.sleep(delay)
+        except kopf.TemporaryError as err:
+            log.warning("reconciling %s failed (%s); retrying", what, err)
             time.sleep(delay)
     work()
 

@@ -28,33 +28,33 @@ IN_USE_FINALIZER = f"{GROUP}/in-use"
 _sweeps = Ticker("in-use-sweep", 5.0)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-def model_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    refresh(memo["kube"], namespace or "", [name])
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def model_event(type: str | None, event: kopf.RawEvent, namespace: str | None, name: str,
+                memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+    """Every watch event, the initial listing included: validity, who serves it, and a
+    deletion request (let through if unserved, otherwise say why it waits)."""
+    kube: Kube = memo["kube"]
+    if kube.seen(PLURAL, event) and type != "DELETED":
+        refresh(kube, namespace or "", [name])
 
 
-def _deleting(meta: kopf.Meta, **_: Any) -> bool:
-    return meta.get("deletionTimestamp") is not None
+def refresh(kube: Kube, namespace: str, names: list[str], *, fresh: bool = False) -> None:
+    """Recompute these Models' status (validity, key metric, who serves them) and finalizer.
 
-
-@kopf.on.event(GROUP, VERSION, PLURAL, when=_deleting)
-def model_deleting(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    """A deletion request: let it through if unserved, otherwise say why it waits."""
-    refresh(memo["kube"], namespace or "", [name])
-
-
-def refresh(kube: Kube, namespace: str, names: list[str]) -> None:
-    """Recompute these Models' status (validity, key metric, who serves them) and finalizer."""
-    deployments = kube.list_custom(MD_PLURAL, namespace, "")
+    `fresh` reads from the server rather than the cache, for when watch events may have
+    stopped (kopf stops watching a namespace that is being deleted).
+    """
+    deployments = kube.list_custom(MD_PLURAL, namespace, fresh=fresh)
     for name in names:
-        coalesced("Model", namespace, name, partial(_refresh, kube, namespace, name, deployments))
+        work = partial(_refresh, kube, namespace, name, deployments, fresh)
+        coalesced("Model", namespace, name, work)
 
 
 @metrics.reconciled("Model")
-def _refresh(kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]]) -> None:
-    body = kube.get_custom(PLURAL, namespace, name)
+def _refresh(
+    kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]], fresh: bool
+) -> None:
+    body = kube.get_custom(PLURAL, namespace, name, fresh=fresh)
     if body is None:
         return
     serving = served_by(deployments, name)
@@ -128,7 +128,7 @@ def _sweep(kube: Kube, namespace: str) -> None:
     """Release deleting Models of this namespace that nothing serves any more."""
     held = [
         m
-        for m in kube.list_custom(PLURAL, namespace, "")
+        for m in kube.list_custom(PLURAL, namespace, fresh=True)
         if IN_USE_FINALIZER in (m["metadata"].get("finalizers") or [])
     ]
     if not held:
@@ -136,4 +136,4 @@ def _sweep(kube: Kube, namespace: str) -> None:
         return
     deleting = [m["metadata"]["name"] for m in held if m["metadata"].get("deletionTimestamp")]
     if deleting:
-        refresh(kube, namespace, deleting)
+        refresh(kube, namespace, deleting, fresh=True)

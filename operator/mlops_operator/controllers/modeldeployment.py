@@ -42,11 +42,19 @@ STORAGE_IMAGE = os.environ.get("MLOPS_OPERATOR_IMAGE", "mlops-operator:0.1.0")
 TICK_SECONDS = 5.0
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-def deployment_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    reconcile(memo["kube"], namespace or "", name)
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def deployment_event(type: str | None, event: kopf.RawEvent, body: kopf.Body, name: str,
+                     namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+    """Every watch event, the initial listing included (that is how a restart resumes).
+    A deleted one no longer serves its Models (their deletion may be waiting on that)."""
+    kube: Kube = memo["kube"]
+    news = kube.seen(PLURAL, event)
+    if type == "DELETED":
+        status = body.get("status") or {}
+        models = [m for m in (status.get("currentModel"), _canary_model(dict(body))) if m]
+        model_controller.refresh(kube, namespace or "", models)
+    elif news:
+        with_retries(partial(reconcile, kube, namespace or "", name), f"{namespace}/{name}")
 
 
 # ModelDeployments with a rollout in progress are looked at every TICK_SECONDS.
@@ -59,10 +67,12 @@ _model_fingerprints: dict[tuple[str, str], str] = {}
 
 
 @kopf.on.event(GROUP, VERSION, "models")
-def model_event(
-    type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
-) -> None:
+def model_event(type: str | None, event: kopf.RawEvent, body: kopf.Body,
+                namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
     """A new, relabelled or deleted Model may change the version to serve."""
+    kube: Kube = memo["kube"]
+    # Both controllers see every Model event; whichever runs first feeds the cache.
+    kube.seen("models", event)
     key = (namespace or "", body["metadata"]["name"])
     seen = json.dumps(
         [dict(body["metadata"].get("labels") or {}), dict(body.get("spec") or {}),
@@ -75,9 +85,8 @@ def model_event(
         _model_fingerprints.pop(key, None)
     else:
         _model_fingerprints[key] = seen
-    kube: Kube = memo["kube"]
     model_name = (body.get("spec") or {}).get("modelName")
-    for md in kube.list_custom(PLURAL, namespace or "", ""):
+    for md in kube.list_custom(PLURAL, namespace or ""):
         if md["spec"]["model"]["name"] == model_name:
             name = md["metadata"]["name"]
             with_retries(partial(reconcile, kube, namespace or "", name), f"{namespace}/{name}")
@@ -87,21 +96,14 @@ def model_event(
 @kopf.on.event("", "v1", "services", labels={MD_LABEL: kopf.PRESENT})
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={MD_LABEL: kopf.PRESENT})
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={MD_LABEL: kopf.PRESENT})
-def child_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+def child_changed(type: str | None, event: kopf.RawEvent, resource: kopf.Resource,
+                  labels: kopf.Labels, namespace: str | None, memo: kopf.Memo,
+                  **_: Any) -> None:  # fmt: skip
     """Readiness changes, and hand edits or deletions to put back."""
     kube: Kube = memo["kube"]
-    name = labels[MD_LABEL]
-    with_retries(lambda: reconcile(kube, namespace or "", name), f"{namespace}/{name}")
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-def deployment_gone(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo,
-                    **_: Any) -> None:  # fmt: skip
-    """Its Models are no longer served by it (their deletion may be waiting on that)."""
-    if type == "DELETED":
-        status = body.get("status") or {}
-        models = [m for m in (status.get("currentModel"), _canary_model(dict(body))) if m]
-        model_controller.refresh(memo["kube"], namespace or "", models)
+    if kube.seen(resource.plural, event):
+        name = labels[MD_LABEL]
+        with_retries(lambda: reconcile(kube, namespace or "", name), f"{namespace}/{name}")
 
 
 def reconcile(kube: Kube, namespace: str, name: str) -> None:
@@ -148,7 +150,7 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
 def _servable_models(kube: Kube, namespace: str, model_name: str) -> list[Model]:
     """Models of this model name that parse, are valid to serve, and are not being deleted."""
     servable = []
-    for body in kube.list_custom("models", namespace, ""):
+    for body in kube.list_custom("models", namespace):
         if (body.get("spec") or {}).get("modelName") != model_name:
             continue
         if body["metadata"].get("deletionTimestamp"):
@@ -196,7 +198,7 @@ def _apply(
         ("PodDisruptionBudget", serving.build_pdb(md)),
     ):
         if manifest is None:
-            kube.delete(kind, namespace, md.metadata.name or "")
+            kube.delete(kind, namespace, md.metadata.name or "", if_cached=True)
         else:
             kube.apply(manifest)
 

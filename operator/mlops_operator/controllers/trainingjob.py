@@ -35,7 +35,13 @@ from mlops_operator.builders.training_status import (
     should_restart,
     training_status,
 )
-from mlops_operator.controllers.common import coalesced, post, with_retries, write_status
+from mlops_operator.controllers.common import (
+    coalesced,
+    post,
+    serialized,
+    with_retries,
+    write_status,
+)
 from mlops_operator.kube import AlreadyExists, Body, Kube
 
 PLURAL = "trainingjobs"
@@ -44,24 +50,22 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 MAX_REGISTER_TRIES = 50
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-def trainingjob_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    reconcile(memo["kube"], namespace or "", name)
-
-
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def trainingjob_seen(
-    type: str | None, namespace: str | None, name: str, status: kopf.Status, **_: Any
-) -> None:
-    """Every watch event, deletions included: the TrainingJobs-by-phase gauge."""
+def trainingjob_event(type: str | None, event: kopf.RawEvent, namespace: str | None, name: str,
+                      status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+    """Every watch event, the initial listing included (that is how a restart resumes)."""
     metrics.trainingjob_seen(type, namespace or "", name, status.get("phase"))
+    kube: Kube = memo["kube"]
+    if kube.seen(PLURAL, event) and type != "DELETED":
+        _reconcile_with_retries(kube, namespace or "", name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
-def job_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
+def job_changed(type: str | None, event: kopf.RawEvent, labels: kopf.Labels,
+                namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+    kube: Kube = memo["kube"]
+    kube.seen("jobs", event)
+    _reconcile_with_retries(kube, namespace or "", labels[TJ_LABEL])
 
 
 @kopf.on.event("", "v1", "services", labels={TJ_LABEL: kopf.PRESENT})
@@ -96,7 +100,7 @@ def reconcile(kube: Kube, namespace: str, name: str) -> None:
 
 @metrics.reconciled("TrainingJob")
 def _reconcile_fresh(kube: Kube, namespace: str, name: str) -> None:
-    # Read afresh under the lock: a status another worker just wrote must be seen.
+    # Read under the lock: the cache holds what another worker just wrote.
     body = kube.get_custom(PLURAL, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
@@ -121,24 +125,26 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
     uid = tj.metadata.uid or ""
     if tj.spec.nodes > 1:
         kube.ensure_service(training.build_service(tj))  # put back if someone deleted it
-    job = kube.get_job(namespace, job_name)
-    if job is None and previous.job_name is None:
-        job = _create_job(kube, tj, attempt=1)
-        post(body, [Event("Normal", "JobCreated", f"created Job {job_name}")])
+    job: Body | None
+    if previous.job_name is None:
+        job, created = _create_job(kube, tj, attempt=1)
+        if created:
+            post(body, [Event("Normal", "JobCreated", f"created Job {job_name}")])
+    else:
+        job = kube.get_job(namespace, job_name)
     if job is not None and not owned_by(job, uid):
         # Never adopt, suspend or read a Job that belongs to someone else.
         _finish(kube, body, tj, name_conflict(job_name), job_name, job=None, attempt=1)
         return
     suspend = desired_suspend(tj, job)
     if job is not None and suspend is not None:
-        kube.patch_job(namespace, job["metadata"]["name"], {"spec": {"suspend": suspend}})
-        job["spec"]["suspend"] = suspend
+        job = kube.patch_job(namespace, job["metadata"]["name"], {"spec": {"suspend": suspend}})
 
     observed = observe(job, _pods_if_needed(kube, namespace, job))
     attempt = training.attempt_of(tj, job_name)
     if should_restart(tj, observed, attempt):
         attempt += 1
-        job = _create_job(kube, tj, attempt)
+        job, _ = _create_job(kube, tj, attempt)
         job_name = job["metadata"]["name"]
         message = f"a worker failed; restarting the run as {job_name}"
         post(body, [Event("Normal", "Restarted", message)])
@@ -175,18 +181,21 @@ def _finish(
         _expire_job(kube, tj.model_copy(update={"status": status}))
 
 
-def _create_job(kube: Kube, tj: TrainingJob, attempt: int) -> Body:
-    """Create the attempt's Job, or adopt it if an earlier (crashed) pass already did."""
+def _create_job(kube: Kube, tj: TrainingJob, attempt: int) -> tuple[Body, bool]:
+    """Create the attempt's Job (True); or find the one an earlier (crashed) pass created,
+    or someone else's of that name (False; the caller checks the owner)."""
     if tj.spec.nodes > 1:
         kube.ensure_service(training.build_service(tj))
     manifest = training.build_job(tj, attempt)
+    name = manifest["metadata"]["name"]
     try:
-        return kube.create_job(manifest)
+        job = kube.create_job(manifest)
     except AlreadyExists:
-        existing = kube.get_job(tj.metadata.namespace or "", manifest["metadata"]["name"])
+        existing = kube.get_job(tj.metadata.namespace or "", name, fresh=True)
         if existing is None:
             raise
-        return existing
+        return existing, False
+    return job, True
 
 
 def _pods_if_needed(kube: Kube, namespace: str, job: Body | None) -> list[Body]:
@@ -217,25 +226,33 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
     namespace = tj.metadata.namespace or ""
     name, uid = tj.metadata.name or "", tj.metadata.uid or ""
     model_name = tj.spec.output.model_name
-    # All Models, not only labelled ones: hand-registered versions count too.
-    models = kube.list_custom("models", namespace, "")
-    already = registry.registered_by(models, uid)
+    # Asked of the server, not the cache: exactly once must hold right after a restart too.
+    mine = kube.list_custom("models", namespace, f"{registry.TRAININGJOB_UID_LABEL}={uid}")
+    already = registry.registered_by(mine, uid)
     if already:
         return already
     # Versions are names (<model>-v<N>), so the API server arbitrates races: whoever
-    # creates the name first owns that version; the others move to the next one.
-    version = registry.next_version(models, model_name)
-    for _ in range(MAX_REGISTER_TRIES):
-        manifest = registry.build_model(tj, report, version)
-        try:
-            kube.create_custom("models", manifest)
-            metrics.model_registered()
-            return str(manifest["metadata"]["name"])
-        except AlreadyExists:
-            taken = kube.get_custom("models", namespace, manifest["metadata"]["name"])
-            if taken is not None and registry.registered_by([taken], uid):
+    # creates the name first owns that version; the others move to the next one. In this
+    # process, registrations of one model take turns, so they do not race each other.
+    with serialized(("register", namespace, model_name)):
+        # All Models, not only labelled ones: hand-registered versions count too.
+        models = kube.list_custom("models", namespace)
+        already = registry.registered_by(models, uid)  # in case someone removed the label
+        if already:
+            return already
+        version = registry.next_version(models, model_name)
+        for _ in range(MAX_REGISTER_TRIES):
+            manifest = registry.build_model(tj, report, version)
+            try:
+                kube.create_custom("models", manifest)
+                metrics.model_registered()
                 return str(manifest["metadata"]["name"])
-            version += 1
+            except AlreadyExists:
+                taken = kube.get_custom("models", namespace, manifest["metadata"]["name"],
+                                        fresh=True)  # fmt: skip
+                if taken is not None and registry.registered_by([taken], uid):
+                    return str(manifest["metadata"]["name"])
+                version += 1
     raise kopf.TemporaryError(f"could not find a free version of {model_name} for {name}")
 
 
