@@ -54,22 +54,29 @@ def _newer(body: Body, than: str) -> bool:
         return True
 
 
-def _slim(body: Body) -> Body:
-    """What the cache keeps: managedFields are large and never read (a shallow copy, so
-    kopf's own copy of the event is untouched)."""
+def _slim(kind: str, body: Body) -> Body:
+    """What the cache keeps of a body: not what is large and never read (managedFields; a
+    Job's pod template; a pod's spec). Shallow copies, so kopf's own body is untouched."""
     meta = body.get("metadata") or {}
-    if "managedFields" not in meta:
-        return body
-    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    if "managedFields" in meta:
+        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    if kind == "pods":
+        body = {k: v for k, v in body.items() if k != "spec"}
+    elif kind == "jobs" and "template" in (body.get("spec") or {}):
+        body = {**body, "spec": {k: v for k, v in body["spec"].items() if k != "template"}}
+    return body
 
 
 class Cache:
     """The latest known body of each object we read, by kind ("jobs", "models", ...),
-    namespace and name; and which namespaces of a kind it holds completely."""
+    namespace and name; which namespaces of a kind it holds completely; and, for kinds in
+    `index`, the names by the value of one label (the pods of a Job)."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: Mapping[str, str] | None = None) -> None:
         self._lock = threading.Lock()
         self._objects: dict[str, dict[tuple[str, str], Body]] = defaultdict(dict)
+        self._index_label = dict(index or {})
+        self._index: dict[str, dict[tuple[str, str], set[str]]] = defaultdict(dict)
         self._complete: set[tuple[str, str]] = set()
         # resourceVersion of our own latest write to each object: its watch event is an echo.
         self._written: dict[tuple[str, str, str], str] = {}
@@ -89,19 +96,45 @@ class Cache:
                 del self._gone[(kind, *key)]  # created again
             known = self._objects[kind].get(key)
             if known is None or _newer(body, known["metadata"].get("resourceVersion", "")):
-                self._objects[kind][key] = _slim(body)
+                self._objects[kind][key] = _slim(kind, body)
+                self._reindex(kind, key, known, body)
             if ours:
                 self._written[(kind, *key)] = meta.get("resourceVersion", "")
 
     def forget(self, kind: str, namespace: str, name: str, version: str = "") -> None:
         """The object is gone: a DELETED event (with its resourceVersion), or our delete."""
         with self._lock:
-            self._objects[kind].pop((namespace, name), None)
+            known = self._objects[kind].pop((namespace, name), None)
+            self._reindex(kind, (namespace, name), known, None)
             self._written.pop((kind, namespace, name), None)
             if version:
                 self._gone[(kind, namespace, name)] = version
                 if len(self._gone) > MAX_TOMBSTONES:
                     del self._gone[next(iter(self._gone))]
+
+    def _reindex(self, kind: str, key: tuple[str, str], old: Body | None, new: Body | None) -> None:
+        label = self._index_label.get(kind)
+        if label is None:
+            return
+        index = self._index[kind]
+        namespace, name = key
+        for body, add in ((old, False), (new, True)):
+            value = ((body or {}).get("metadata", {}).get("labels") or {}).get(label)
+            if value is None:
+                continue
+            names = index.setdefault((namespace, value), set())
+            if add:
+                names.add(name)
+            else:
+                names.discard(name)
+                if not names:
+                    del index[(namespace, value)]
+
+    def labelled(self, kind: str, namespace: str, value: str) -> list[Body]:
+        """The objects of an indexed kind whose index label has this value."""
+        with self._lock:
+            names = self._index[kind].get((namespace, value)) or set()
+            return [self._objects[kind][(namespace, name)] for name in sorted(names)]
 
     def is_echo(self, kind: str, body: Body) -> bool:
         """Whether a watch event only shows our own latest write (nothing to react to)."""
@@ -140,9 +173,13 @@ PLURALS = {
 }
 
 
+# Pods are looked up by the Job they belong to.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
-        self.cache = Cache()
+        self.cache = Cache(index={"pods": JOB_NAME_LABEL})
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -200,9 +237,10 @@ class Kube:
         self.cache.observe(kind, body)
         return body
 
-    def _wrote(self, kind: str, response: Any) -> Body:
+    def _wrote(self, kind: str, response: Any, *, ours: bool = True) -> Body:
+        """Store a write's answer; `ours`: its watch event is an echo, to be ignored."""
         body = _json(response)
-        self.cache.observe(kind, body, ours=True)
+        self.cache.observe(kind, body, ours=ours)
         return body
 
     # --- our custom resources -------------------------------------------------
@@ -237,10 +275,13 @@ class Kube:
         return items
 
     def create_custom(self, plural: str, body: Body) -> Body:
+        """Create one of our objects. Not an echo to ignore: the controller of that kind
+        (another than the creator's) must take the new object over."""
         try:
             return self._wrote(
                 plural,
-                self.custom.create_namespaced_custom_object(
+                ours=False,
+                response=self.custom.create_namespaced_custom_object(
                     GROUP,
                     VERSION,
                     body["metadata"]["namespace"],
@@ -328,11 +369,16 @@ class Kube:
                 _preload_content=False,
             )
 
-    def list_pods(self, namespace: str, selector: str) -> list[Body]:
+    def pods_of_job(self, namespace: str, job: str, *, fresh: bool = False) -> list[Body]:
+        """The Job's pods: the cache's (fed by the pod watch), or with `fresh` the server's."""
+        if not fresh:
+            return self.cache.labelled("pods", namespace, job)
         listed = self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False
+            namespace, label_selector=f"{JOB_NAME_LABEL}={job}", _preload_content=False
         )
         items: list[Body] = _json(listed)["items"]
+        for pod in items:
+            self.cache.observe("pods", pod)
         return items
 
     def get_deployment(self, namespace: str, name: str) -> Body | None:

@@ -91,6 +91,11 @@ def test_success_registers_a_model_with_metrics_and_lineage(
     assert "ownerReferences" not in model["metadata"], "the Model outlives its TrainingJob"
     reasons = [reason for _, reason in events(cluster, ns, "iris-a")]
     assert {"JobCreated", "Succeeded", "ModelRegistered"} <= set(reasons)
+    # The Model controller takes the new Model over: valid, so Ready, with its key metric.
+    wait(cluster, ns, "mdl/iris-v1", "condition=Ready")
+    model = get(cluster, ns, "mdl", "iris-v1")
+    assert model["status"]["keyMetric"] == "accuracy=0.97"
+    assert model["status"]["observedGeneration"] == model["metadata"]["generation"]
 
 
 def test_job_carries_the_container_contract(cluster: Cluster, op_namespace: str) -> None:

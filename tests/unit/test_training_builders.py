@@ -17,6 +17,7 @@ from mlops_operator.builders.training_status import (
     attempts,
     desired_suspend,
     is_finished,
+    job_finished,
     lifecycle_events,
     name_conflict,
     observe,
@@ -149,6 +150,25 @@ def test_observe_success_reads_index_zero_report() -> None:
     seen = observe(job_status(("Complete", "Completed")), pods)
     assert seen is not None
     assert (seen.phase, seen.report_message, seen.report_pod) == ("Succeeded", "worker-0", "iris-0")
+
+
+def test_success_criteria_met_is_already_success() -> None:
+    """Kubernetes 1.31+ says SuccessCriteriaMet before Complete: the run is over then."""
+    done = {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": "T1"}
+    job = {"metadata": {"name": "iris"}, "spec": {}, "status": {"conditions": [done]}}
+    assert job_finished(job)
+    seen = observe(job, [pod("Succeeded", terminated={"message": "report"})])
+    assert seen is not None
+    assert (seen.phase, seen.report_message, seen.completion_time) == ("Succeeded", "report", "T1")
+
+
+def test_failure_target_waits_for_failed() -> None:
+    """FailureTarget comes before the Job's failed count is final (attempts): not yet."""
+    job = job_status(("FailureTarget", "BackoffLimitExceeded"), active=0)
+    assert not job_finished(job)
+    seen = observe(job, [])
+    assert seen is not None
+    assert seen.phase == "Pending"
 
 
 def test_observe_failure_takes_the_latest_exit_code_and_message() -> None:

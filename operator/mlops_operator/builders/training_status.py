@@ -55,6 +55,14 @@ class Outcome:
     output_error: str | None = None
 
 
+# A Job's verdict. SuccessCriteriaMet (Kubernetes 1.31+) comes as soon as success is decided,
+# before Complete: acting on it saves a reconcile per run, and the reports are final by then.
+# Its counterpart FailureTarget is not used: the Job's failed-pod count, which gives the
+# attempts, is only final at Failed.
+SUCCEEDED = ("Complete", "SuccessCriteriaMet")
+FAILED = ("Failed",)
+
+
 def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobObservation | None:
     """None when there is no Job; otherwise its phase and, on failure, why."""
     if job is None:
@@ -69,19 +77,20 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobObserv
         failed_pods=int(status.get("failed") or 0),
         start_time=status.get("startTime"),
     )
-    if "Complete" in conditions:
+    succeeded = next((conditions[t] for t in SUCCEEDED if t in conditions), None)
+    if succeeded is not None:
         message, pod = _report_message(pods)
         return replace(
             pending,
             phase="Succeeded",
             reason="Succeeded",
             message="training finished",
-            completion_time=status.get("completionTime"),
+            completion_time=status.get("completionTime") or succeeded.get("lastTransitionTime"),
             report_message=message,
             report_pod=pod,
         )
-    if "Failed" in conditions:
-        failed = conditions["Failed"]
+    failed = next((conditions[t] for t in FAILED if t in conditions), None)
+    if failed is not None:
         failure = _failure(failed.get("reason") or "Failed", failed.get("message") or "", pods)
         return replace(
             pending,
@@ -270,7 +279,7 @@ def _image_pull_failure(pods: list[dict[str, Any]]) -> Failure | None:
 
 def job_finished(job: dict[str, Any]) -> bool:
     conditions = (job.get("status") or {}).get("conditions") or []
-    return any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions)
+    return any(c["type"] in SUCCEEDED + FAILED and c["status"] == "True" for c in conditions)
 
 
 def desired_suspend(tj: TrainingJob, job: dict[str, Any] | None) -> bool | None:

@@ -8,7 +8,7 @@ missed event or an operator restart converges to the same result.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
@@ -46,7 +46,7 @@ from mlops_operator.kube import AlreadyExists, Body, Kube
 
 PLURAL = "trainingjobs"
 TJ_LABEL = f"{GROUP}/trainingjob"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+POD_DONE = ("Succeeded", "Failed")
 MAX_REGISTER_TRIES = 50
 
 
@@ -64,8 +64,8 @@ def trainingjob_event(type: str | None, event: kopf.RawEvent, namespace: str | N
 def job_changed(type: str | None, event: kopf.RawEvent, labels: kopf.Labels,
                 namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
     kube: Kube = memo["kube"]
-    kube.seen("jobs", event)
-    _reconcile_with_retries(kube, namespace or "", labels[TJ_LABEL])
+    if kube.seen("jobs", event):
+        _reconcile_with_retries(kube, namespace or "", labels[TJ_LABEL])
 
 
 @kopf.on.event("", "v1", "services", labels={TJ_LABEL: kopf.PRESENT})
@@ -77,17 +77,22 @@ def service_changed(
         _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
 
 
-def _pull_failing(status: kopf.Status, **_: Any) -> bool:
+def _pull_failing(pod: Body) -> bool:
     return any(
         ((s.get("state") or {}).get("waiting") or {}).get("reason") in IMAGE_PULL_FAILURES
-        for s in status.get("containerStatuses") or []
+        for s in (pod.get("status") or {}).get("containerStatuses") or []
     )
 
 
-# A pod stuck pulling its image changes nothing on its Job, so watch the pod itself.
-@kopf.on.event("", "v1", "pods", labels={TJ_LABEL: kopf.PRESENT}, when=_pull_failing)
-def pod_cannot_pull(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
+@kopf.on.event("", "v1", "pods", labels={TJ_LABEL: kopf.PRESENT})
+def pod_event(type: str | None, event: kopf.RawEvent, labels: kopf.Labels,
+              namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+    """Training pods feed the cache (exit codes, reports). A pod stuck pulling its image
+    changes nothing on its Job, so that pod wakes the reconcile itself."""
+    kube: Kube = memo["kube"]
+    kube.seen("pods", event)
+    if type != "DELETED" and _pull_failing(cast(Body, event["object"])):
+        _reconcile_with_retries(kube, namespace or "", labels[TJ_LABEL])
 
 
 def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
@@ -204,9 +209,16 @@ def _pods_if_needed(kube: Kube, namespace: str, job: Body | None) -> list[Body]:
         return []
     status = job.get("status") or {}
     not_ready = int(status.get("active") or 0) > int(status.get("ready") or 0)
-    if not (job_finished(job) or not_ready):
+    finished = job_finished(job)
+    if not (finished or not_ready):
         return []
-    return kube.list_pods(namespace, f"{JOB_NAME_LABEL}={job['metadata']['name']}")
+    name = job["metadata"]["name"]
+    pods = kube.pods_of_job(namespace, name)
+    if finished and not all(p.get("status", {}).get("phase") in POD_DONE for p in pods or [{}]):
+        # The Job's verdict and its pods' last states come on different watches: when
+        # the cache has not seen every pod finish yet, ask the server.
+        pods = kube.pods_of_job(namespace, name, fresh=True)
+    return pods
 
 
 def _register(kube: Kube, tj: TrainingJob, observed: JobObservation) -> Outcome:
@@ -226,18 +238,16 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
     namespace = tj.metadata.namespace or ""
     name, uid = tj.metadata.name or "", tj.metadata.uid or ""
     model_name = tj.spec.output.model_name
-    # Asked of the server, not the cache: exactly once must hold right after a restart too.
-    mine = kube.list_custom("models", namespace, f"{registry.TRAININGJOB_UID_LABEL}={uid}")
-    already = registry.registered_by(mine, uid)
-    if already:
-        return already
     # Versions are names (<model>-v<N>), so the API server arbitrates races: whoever
     # creates the name first owns that version; the others move to the next one. In this
     # process, registrations of one model take turns, so they do not race each other.
     with serialized(("register", namespace, model_name)):
-        # All Models, not only labelled ones: hand-registered versions count too.
+        # All Models, not only labelled ones: hand-registered versions count too. The
+        # cache holds every Model that existed when it was filled plus every one created
+        # since (ours at once), so "already registered" is decided exactly once for the one
+        # operator that runs (the Deployment's Recreate strategy keeps it one).
         models = kube.list_custom("models", namespace)
-        already = registry.registered_by(models, uid)  # in case someone removed the label
+        already = registry.registered_by(models, uid)
         if already:
             return already
         version = registry.next_version(models, model_name)
