@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind bench-training \
+.PHONY: help venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind bench \
 	manifests manifests-check image-lint helm helm-lint
 
 help: ## Show this help
@@ -105,6 +105,8 @@ kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simula
 	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply -f tools/cluster/nodes.yaml
 	@echo "Run the tests on it: KUBECONFIG=$(KUBECONFIG_LOCAL) MLOPS_TEST_CLUSTER=existing make test"
 
-N ?= 200
-bench-training: cluster ## TrainingJob latency benchmark (N TrainingJobs at once, default 200)
-	$(BIN)/python bench/training_latency.py --n $(N)
+N ?= 100,1000
+SERVING_N ?= 100
+BENCH_ARGS ?=
+bench: cluster ## Benchmark: baseline vs operator vs Kubeflow peer, and serving (N=100,1000 SERVING_N=100)
+	$(BIN)/python bench/run.py --n $(N) --serving-n $(SERVING_N) $(BENCH_ARGS)

@@ -9,7 +9,7 @@ Also the operator's peak RSS and CPU seconds, and (for a burst) the baseline: th
 number of plain batch/v1 Jobs created directly, the fastest any controller could go here.
 Writes a table and bench/results/<name>.json.
 
-    make bench-training N=200        # or: .venv/bin/python bench/training_latency.py --n 200
+    .venv/bin/python bench/training_latency.py --n 200   # `make bench` runs it for each N
     .venv/bin/python bench/training_latency.py --n 200 --rate 5   # steady arrivals
 """
 

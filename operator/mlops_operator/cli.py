@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,14 +22,35 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_host)
     namespaces = args.namespace or []
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=f"http://{args.liveness_host}:{args.liveness_port}/healthz",
-            standalone=args.standalone,
-        )
-    )
+    # kopf runs in a thread of its own and stops when `stop` is set, which a plain signal
+    # handler in the main thread does. Run in the main thread, kopf would take SIGTERM
+    # through asyncio's wakeup socket, which thousands of handler-thread completions can
+    # fill under load; the signal is then lost and the pod would only die by SIGKILL.
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def operate() -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    clusterwide=not namespaces,
+                    namespaces=namespaces,
+                    liveness_endpoint=f"http://{args.liveness_host}:{args.liveness_port}/healthz",
+                    standalone=args.standalone,
+                    stop_flag=stop,
+                )
+            )
+        except BaseException as err:  # reported by the main thread, as its exit code
+            failed.append(err)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    operator = threading.Thread(target=operate, name="kopf")
+    operator.start()
+    while operator.is_alive():
+        operator.join(timeout=1.0)
+    if failed:
+        raise failed[0]
     return 0
 
 

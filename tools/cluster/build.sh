@@ -4,6 +4,8 @@
 #   build.sh [control-plane]  -> $MLOPS_CACHE/bin/<key>/{kube-apiserver,kube-controller-manager,
 #                                kube-scheduler,etcd,kwok,kwokctl}
 #   build.sh helm             -> $MLOPS_CACHE/bin/helm-<key>/helm
+#   build.sh kubeflow         -> $MLOPS_CACHE/bin/kubeflow-<key>/{training-operator,crds/*.yaml}
+#                                (Kubeflow's training operator v1, for bench/peer_kubeflow.py)
 #
 # Each <key> hashes only the pinned versions that component uses, this script and its
 # Go sources, so a second build on the same machine is a no-op, a version bump rebuilds
@@ -25,7 +27,10 @@ case "$component" in
   helm)
     key="$({ pins HELM_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
     bin="$cache/bin/helm-$key" ;;
-  *) echo "usage: build.sh [control-plane|helm]" >&2; exit 2 ;;
+  kubeflow)
+    key="$({ pins KUBEFLOW_TRAINING_OPERATOR_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/kubeflow-$key" ;;
+  *) echo "usage: build.sh [control-plane|helm|kubeflow]" >&2; exit 2 ;;
 esac
 if [[ -f "$bin/.complete" ]]; then
   echo "$bin"
@@ -108,9 +113,23 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 }
 
+build_kubeflow() {
+  # No replaces in its go.mod either; the binary is named after its package, training-operator.v1.
+  local mod=github.com/kubeflow/training-operator ver="$KUBEFLOW_TRAINING_OPERATOR_VERSION" src
+  log "kubeflow training-operator $ver: compiling"
+  GOBIN="$bin" go install -trimpath -ldflags "-s -w" "$mod/cmd/training-operator.v1@$ver" >&2
+  mv "$bin/training-operator.v1" "$bin/training-operator"
+  # Its CRDs come from the same module zip (manifests/base/crds), already in the module cache.
+  src="$(cd "$cache/src" && go mod download -json "$mod@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  mkdir -p "$bin/crds"
+  install -m 0644 "$src"/manifests/base/crds/kubeflow.org_*.yaml "$bin/crds/"
+}
+
 start=$(date +%s)
 if [[ "$component" == helm ]]; then
   build_helm
+elif [[ "$component" == kubeflow ]]; then
+  build_kubeflow
 else
   build_etcd
   build_kwok

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from mlops_operator.controllers import model, modeldeployment, trainingjob
-from mlops_operator.kube import POOL_SIZE, Kube
+from mlops_operator.kube import Kube
 
 __all__ = ["model", "modeldeployment", "trainingjob"]
 
@@ -35,9 +35,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # so kopf keeps no state on the objects: no finalizer, no progress or diff-base
     # annotations. The operator writes only status.
     settings.persistence.diffbase_storage = _NoEssence()
-    # Handlers are synchronous and spend their time waiting on the API server (reads come
-    # from the cache), so more threads than kopf's default (cores + 4) keep it busy.
-    settings.execution.max_workers = POOL_SIZE
     # Our handlers post their own Events for lifecycle transitions (kopf.event); kopf's
     # per-handler "succeeded" chatter stays in the log and out of `kubectl describe`.
     settings.posting.level = logging.WARNING

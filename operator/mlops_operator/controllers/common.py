@@ -3,17 +3,20 @@ event handlers, status writes, Events."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, cast
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from mlops_operator.kube import Body, Kube
+from mlops_operator.kube import POOL_SIZE, Body, Kube
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +86,31 @@ def write_status(kube: Kube, plural: str, body: Body, old: Body, new: Body) -> b
 
 
 def post(body: Body, events: Iterable[Any]) -> None:
-    """Post Events (objects with type, reason, message) about `body`."""
+    """Post Events (objects with type, reason, message) about `body`, and log each one
+    with the object it is about (the JSON log's "object")."""
     target = kopf.Body(cast(kopf.RawBody, body))
+    meta = body["metadata"]
+    ref = {key: meta.get(key) for key in ("namespace", "name", "uid")}
+    ref |= {"apiVersion": body.get("apiVersion"), "kind": body.get("kind")}
     for event in events:
+        level = logging.WARNING if event.type == "Warning" else logging.INFO
+        log.log(level, "%s: %s", event.reason, event.message, extra={"k8s_ref": ref})
         kopf.event(target, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+# The threads reconciles run on: they block on API calls, which the event loop must not.
+_threads = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="reconcile")
+
+
+async def in_thread(work: Callable[[], None]) -> None:
+    """Run blocking work on the reconcile threads, in kopf's context (kopf.event needs it).
+
+    Handlers are async and do the cheap part (feeding the cache, skipping echoes) on the
+    event loop, so most watch events never queue for a thread, nor keep their bodies
+    alive while they wait.
+    """
+    context = contextvars.copy_context()
+    await asyncio.get_running_loop().run_in_executor(_threads, context.run, work)
 
 
 class Ticker:
@@ -99,17 +123,21 @@ class Ticker:
 
     def __init__(self, name: str, seconds: float) -> None:
         self.name, self.seconds = name, seconds
-        self._work: dict[tuple[str, str], Callable[[], None]] = {}
+        self._work: dict[tuple[str, str], tuple[Callable[[], None], contextvars.Context]] = {}
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def want(self, key: tuple[str, str], work: Callable[[], None] | None) -> None:
-        """Tick `work` for `key` from now on; None stops ticking it."""
+        """Tick `work` for `key` from now on; None stops ticking it.
+
+        Called from a reconcile: the work runs in that caller's context, so that it can
+        post Events (kopf.event reads kopf's context variables).
+        """
         with self._guard:
             if work is None:
                 self._work.pop(key, None)
                 return
-            self._work[key] = work
+            self._work[key] = (work, contextvars.copy_context())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
@@ -119,8 +147,8 @@ class Ticker:
             time.sleep(self.seconds)  # a clock, not a wait on a condition
             with self._guard:
                 due = sorted(self._work.items())
-            for key, work in due:
+            for key, (work, context) in due:
                 try:
-                    work()
+                    context.copy().run(work)
                 except Exception:  # one failure must not stop every other key's clock
                     log.exception("%s tick for %s/%s failed", self.name, *key)

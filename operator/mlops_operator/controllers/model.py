@@ -19,7 +19,7 @@ from mlops_operator.api import Model, ModelStatus, describe_errors
 from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.registry import model_readiness, served_by
-from mlops_operator.controllers.common import Ticker, coalesced, post, write_status
+from mlops_operator.controllers.common import Ticker, coalesced, in_thread, post, write_status
 from mlops_operator.kube import Body, Kube
 
 PLURAL = "models"
@@ -29,13 +29,19 @@ _sweeps = Ticker("in-use-sweep", 5.0)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def model_event(type: str | None, event: kopf.RawEvent, namespace: str | None, name: str,
-                memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+async def model_event(
+    type: str | None,
+    event: kopf.RawEvent,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """Every watch event, the initial listing included: validity, who serves it, and a
     deletion request (let through if unserved, otherwise say why it waits)."""
     kube: Kube = memo["kube"]
     if kube.seen(PLURAL, event) and type != "DELETED":
-        refresh(kube, namespace or "", [name])
+        await in_thread(partial(refresh, kube, namespace or "", [name]))
 
 
 def refresh(kube: Kube, namespace: str, names: list[str], *, fresh: bool = False) -> None:

@@ -27,6 +27,7 @@ from mlops_operator.controllers import model as model_controller
 from mlops_operator.controllers.common import (
     Ticker,
     coalesced,
+    in_thread,
     post,
     with_retries,
     write_status,
@@ -43,8 +44,15 @@ TICK_SECONDS = 5.0
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def deployment_event(type: str | None, event: kopf.RawEvent, body: kopf.Body, name: str,
-                     namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+async def deployment_event(
+    type: str | None,
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """Every watch event, the initial listing included (that is how a restart resumes).
     A deleted one no longer serves its Models (their deletion may be waiting on that)."""
     kube: Kube = memo["kube"]
@@ -52,9 +60,9 @@ def deployment_event(type: str | None, event: kopf.RawEvent, body: kopf.Body, na
     if type == "DELETED":
         status = body.get("status") or {}
         models = [m for m in (status.get("currentModel"), _canary_model(dict(body))) if m]
-        model_controller.refresh(kube, namespace or "", models)
+        await in_thread(partial(model_controller.refresh, kube, namespace or "", models))
     elif news:
-        with_retries(partial(reconcile, kube, namespace or "", name), f"{namespace}/{name}")
+        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", name))
 
 
 # ModelDeployments with a rollout in progress are looked at every TICK_SECONDS.
@@ -67,8 +75,14 @@ _model_fingerprints: dict[tuple[str, str], str] = {}
 
 
 @kopf.on.event(GROUP, VERSION, "models")
-def model_event(type: str | None, event: kopf.RawEvent, body: kopf.Body,
-                namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+async def model_event(
+    type: str | None,
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """A new, relabelled or deleted Model may change the version to serve."""
     kube: Kube = memo["kube"]
     # Both controllers see every Model event; whichever runs first feeds the cache.
@@ -86,24 +100,37 @@ def model_event(type: str | None, event: kopf.RawEvent, body: kopf.Body,
     else:
         _model_fingerprints[key] = seen
     model_name = (body.get("spec") or {}).get("modelName")
-    for md in kube.list_custom(PLURAL, namespace or ""):
+    await in_thread(partial(_reconcile_followers, kube, namespace or "", model_name))
+
+
+def _reconcile_followers(kube: Kube, namespace: str, model_name: str | None) -> None:
+    """Reconcile the ModelDeployments of this model name."""
+    for md in kube.list_custom(PLURAL, namespace):
         if md["spec"]["model"]["name"] == model_name:
-            name = md["metadata"]["name"]
-            with_retries(partial(reconcile, kube, namespace or "", name), f"{namespace}/{name}")
+            _reconcile_with_retries(kube, namespace, md["metadata"]["name"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MD_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "services", labels={MD_LABEL: kopf.PRESENT})
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={MD_LABEL: kopf.PRESENT})
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={MD_LABEL: kopf.PRESENT})
-def child_changed(type: str | None, event: kopf.RawEvent, resource: kopf.Resource,
-                  labels: kopf.Labels, namespace: str | None, memo: kopf.Memo,
-                  **_: Any) -> None:  # fmt: skip
+async def child_changed(
+    type: str | None,
+    event: kopf.RawEvent,
+    resource: kopf.Resource,
+    labels: kopf.Labels,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """Readiness changes, and hand edits or deletions to put back."""
     kube: Kube = memo["kube"]
     if kube.seen(resource.plural, event):
-        name = labels[MD_LABEL]
-        with_retries(lambda: reconcile(kube, namespace or "", name), f"{namespace}/{name}")
+        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", labels[MD_LABEL]))
+
+
+def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
+    with_retries(partial(reconcile, kube, namespace, name), f"{namespace}/{name}")
 
 
 def reconcile(kube: Kube, namespace: str, name: str) -> None:

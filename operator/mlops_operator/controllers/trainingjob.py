@@ -8,6 +8,7 @@ missed event or an operator restart converges to the same result.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import kopf
@@ -37,6 +38,7 @@ from mlops_operator.builders.training_status import (
 )
 from mlops_operator.controllers.common import (
     coalesced,
+    in_thread,
     post,
     serialized,
     with_retries,
@@ -51,30 +53,44 @@ MAX_REGISTER_TRIES = 50
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def trainingjob_event(type: str | None, event: kopf.RawEvent, namespace: str | None, name: str,
-                      status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+async def trainingjob_event(
+    type: str | None,
+    event: kopf.RawEvent,
+    namespace: str | None,
+    name: str,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """Every watch event, the initial listing included (that is how a restart resumes)."""
     metrics.trainingjob_seen(type, namespace or "", name, status.get("phase"))
     kube: Kube = memo["kube"]
     if kube.seen(PLURAL, event) and type != "DELETED":
-        _reconcile_with_retries(kube, namespace or "", name)
+        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
-def job_changed(type: str | None, event: kopf.RawEvent, labels: kopf.Labels,
-                namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+async def job_changed(
+    type: str | None,
+    event: kopf.RawEvent,
+    labels: kopf.Labels,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     kube: Kube = memo["kube"]
     if kube.seen("jobs", event):
-        _reconcile_with_retries(kube, namespace or "", labels[TJ_LABEL])
+        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", labels[TJ_LABEL]))
 
 
 @kopf.on.event("", "v1", "services", labels={TJ_LABEL: kopf.PRESENT})
-def service_changed(
+async def service_changed(
     type: str, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """A deleted rendezvous Service is put back (the reconcile recreates it)."""
     if type == "DELETED":
-        _reconcile_with_retries(memo["kube"], namespace or "", labels[TJ_LABEL])
+        tj = labels[TJ_LABEL]
+        await in_thread(partial(_reconcile_with_retries, memo["kube"], namespace or "", tj))
 
 
 def _pull_failing(pod: Body) -> bool:
@@ -85,14 +101,20 @@ def _pull_failing(pod: Body) -> bool:
 
 
 @kopf.on.event("", "v1", "pods", labels={TJ_LABEL: kopf.PRESENT})
-def pod_event(type: str | None, event: kopf.RawEvent, labels: kopf.Labels,
-              namespace: str | None, memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+async def pod_event(
+    type: str | None,
+    event: kopf.RawEvent,
+    labels: kopf.Labels,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """Training pods feed the cache (exit codes, reports). A pod stuck pulling its image
     changes nothing on its Job, so that pod wakes the reconcile itself."""
     kube: Kube = memo["kube"]
     kube.seen("pods", event)
     if type != "DELETED" and _pull_failing(cast(Body, event["object"])):
-        _reconcile_with_retries(kube, namespace or "", labels[TJ_LABEL])
+        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", labels[TJ_LABEL]))
 
 
 def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
