@@ -13,6 +13,7 @@ read from the server. Bodies from the cache are shared: treat them as read-only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 from collections import defaultdict
@@ -52,6 +53,14 @@ def _newer(body: Body, than: str) -> bool:
         return int(body["metadata"]["resourceVersion"]) >= int(than)
     except (KeyError, ValueError):
         return True
+
+
+def _version_of(body: Body) -> str:
+    """What changes when someone else edits the object: its generation where the server
+    keeps one (status updates leave it), else its resourceVersion."""
+    meta = body["metadata"]
+    generation = meta.get("generation")
+    return f"g{generation}" if generation is not None else f"r{meta.get('resourceVersion')}"
 
 
 def _slim(kind: str, body: Body) -> Body:
@@ -180,6 +189,8 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.cache = Cache(index={"pods": JOB_NAME_LABEL})
+        # What we last applied to each child, and the version it left the object at.
+        self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -220,6 +231,7 @@ class Kube:
         if event["type"] == "DELETED":
             version = meta.get("resourceVersion", "")
             self.cache.forget(kind, meta.get("namespace") or "", meta["name"], version)
+            self._applied.pop((kind, meta.get("namespace") or "", meta["name"]), None)
             return True
         echo = self.cache.is_echo(kind, body)
         self.cache.observe(kind, body)
@@ -381,15 +393,33 @@ class Kube:
             self.cache.observe("pods", pod)
         return items
 
-    def get_deployment(self, namespace: str, name: str) -> Body | None:
-        def get() -> Any:
-            return self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
-
-        return self._read("deployments", namespace, name, False, get)
+    def get_deployment(self, namespace: str, name: str, selector: str) -> Body | None:
+        """One of the Deployments matching `selector` (ours, which the watch feeds into the
+        cache): the first time a namespace is asked for, one LIST fills the cache with them,
+        so that afterwards a Deployment not in the cache does not exist (no GET for it)."""
+        if self.cache.items("deployments", namespace) is None:
+            listed = self.apps.list_namespaced_deployment(
+                namespace, label_selector=selector, _preload_content=False
+            )
+            self.cache.fill("deployments", namespace, _json(listed)["items"])
+        return self.cache.get("deployments", namespace, name)
 
     def apply(self, body: Body) -> None:
-        """Server-side apply: sets the fields we own, puts them back if edited, leaves the rest."""
+        """Server-side apply: sets the fields we own, puts them back if edited, leaves the rest.
+
+        Skipped when we applied the very same manifest before and the object has not
+        changed since (its generation for kinds with a spec the server versions, otherwise
+        its resourceVersion; and our labels still on it): the server would change nothing.
+        """
         meta = body["metadata"]
+        plural = PLURALS[body["kind"]]
+        key = (plural, meta["namespace"], meta["name"])
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        live = self.cache.get(plural, meta["namespace"], meta["name"])
+        if live is not None and self._applied.get(key) == (digest, _version_of(live)):
+            labels = live["metadata"].get("labels") or {}
+            if all(labels.get(k) == v for k, v in (meta.get("labels") or {}).items()):
+                return
         response = self._patch[body["kind"]](
             meta["name"],
             meta["namespace"],
@@ -399,7 +429,7 @@ class Kube:
             _content_type=APPLY_PATCH,
             _preload_content=False,
         )
-        self._wrote(PLURALS[body["kind"]], response)
+        self._applied[key] = (digest, _version_of(self._wrote(plural, response)))
 
     def delete(self, kind: str, namespace: str, name: str, *, if_cached: bool = False) -> None:
         """Delete if present. With `if_cached`, only if the cache holds it: for children
@@ -411,3 +441,4 @@ class Kube:
         with contextlib.suppress(NotFoundException):
             self._delete[kind](name, namespace, _preload_content=False)
         self.cache.forget(plural, namespace, name)
+        self._applied.pop((plural, namespace, name), None)
