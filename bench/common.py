@@ -98,18 +98,19 @@ class OperatorRun:
         """Requests the operator made in its namespace, by "verb resource[/subresource]",
         as the API server's audit log recorded them (tools/cluster/audit-policy.yaml)."""
         counts: Counter[str] = Counter()
-        with local_cluster.audit_log().open() as log:
-            for line in log:
-                if f'"namespace":"{self.ns}"' not in line:
-                    continue
-                event = json.loads(line)
-                ref = event.get("objectRef") or {}
-                # A watch is logged when it starts and when it ends: count it once.
-                counted = "ResponseStarted" if event["verb"] == "watch" else "ResponseComplete"
-                if ref.get("namespace") != self.ns or event["stage"] != counted:
-                    continue
-                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
-                counts[f"{event['verb']} {ref.get('resource')}{sub}"] += 1
+        for path in local_cluster.audit_logs():
+            with path.open() as log:
+                for line in log:
+                    if f'"namespace":"{self.ns}"' not in line:
+                        continue
+                    event = json.loads(line)
+                    ref = event.get("objectRef") or {}
+                    # A watch is logged when it starts and when it ends: count it once.
+                    counted = "ResponseStarted" if event["verb"] == "watch" else "ResponseComplete"
+                    if ref.get("namespace") != self.ns or event["stage"] != counted:
+                        continue
+                    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                    counts[f"{event['verb']} {ref.get('resource')}{sub}"] += 1
         return counts
 
 

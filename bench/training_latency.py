@@ -166,6 +166,7 @@ def run(n: int, concurrency: int, rate: float, out: Path, profile: bool = False)
         "n": n,
         "concurrency": concurrency,
         "rate_per_s": rate or None,
+        "namespace": op.ns,
         "apply_all_s": round(applied_all, 2),
         "all_jobs_s": round(all_jobs, 2),
         "baseline_all_jobs_s": round(limit, 2) if limit is not None else None,

@@ -108,9 +108,10 @@ def _wait_ready(timeout_s: int = 120) -> None:
         time.sleep(0.2)
 
 
-def audit_log() -> Path:
-    """Where the API server writes the operator's requests (see audit-policy.yaml)."""
-    return STATE / "kwok" / "clusters" / NAME / "logs" / "audit.log"
+def audit_logs() -> list[Path]:
+    """The API server's record of the operator's requests (see audit-policy.yaml): audit.log
+    and the files it was rotated into (every 100 MB)."""
+    return sorted((STATE / "kwok" / "clusters" / NAME / "logs").glob("audit*.log"))
 
 
 def _config_key(bin_dir: Path) -> str:

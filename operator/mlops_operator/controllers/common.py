@@ -1,15 +1,14 @@
-"""Plumbing every controller shares: one reconcile per object at a time, retries for
-event handlers, status writes, Events."""
+"""Plumbing every controller shares: the work queue (one reconcile per object at a time,
+with retries), status writes, Events, clocks."""
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -23,7 +22,6 @@ log = logging.getLogger(__name__)
 # Locks by key, kept only while someone holds or waits for them.
 _guard = threading.Lock()
 _locks: dict[Hashable, tuple[threading.Lock, int]] = {}
-_waiting: set[Hashable] = set()
 
 
 @contextmanager
@@ -44,23 +42,67 @@ def serialized(key: Hashable) -> Iterator[None]:
                 _locks[key] = (lock, users - 1)
 
 
-def coalesced(kind: str, namespace: str, name: str, work: Callable[[], None]) -> None:
-    """One reconcile at a time per object (its own events and its children's arrive on
-    different kopf workers), and at most one waiting: a waiter reads the object only after
-    it gets the lock, so it sees every change that arrived while it waited."""
-    key = (kind, namespace, name)
-    with _guard:
-        if key in _waiting:
-            return
-        _waiting.add(key)
-    with serialized(key):
-        with _guard:
-            _waiting.discard(key)
-        work()
+class WorkQueue:
+    """Objects to reconcile, by key, worked off by a pool of threads (client-go's workqueue).
+
+    A key is queued at most once and worked on by one thread at a time; a key added while
+    it is being worked on runs once more afterwards, and reads the object anew, so it sees
+    every change that came in between. Handlers only add keys and return at once: a watch
+    event never waits for a thread while holding its body (under a burst, thousands would).
+    Each work item runs in the context it was added from (kopf.event needs kopf's).
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._cond = threading.Condition()
+        self._order: deque[Hashable] = deque()
+        self._queued: dict[Hashable, tuple[Callable[[], None], contextvars.Context]] = {}
+        self._busy: set[Hashable] = set()
+        self._started = False
+
+    def add(self, key: Hashable, work: Callable[[], None]) -> None:
+        with self._cond:
+            if not self._started:
+                for i in range(self._threads):
+                    threading.Thread(target=self._work, name=f"reconcile-{i}", daemon=True).start()
+                self._started = True
+            if key in self._queued:
+                return
+            self._queued[key] = (work, contextvars.copy_context())
+            if key not in self._busy:
+                self._order.append(key)
+                self._cond.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._order:
+                    self._cond.wait()
+                key = self._order.popleft()
+                work, context = self._queued.pop(key)
+                self._busy.add(key)
+            try:
+                context.run(with_retries, work, str(key))
+            except Exception:  # a bug in one reconcile must not stop the others
+                log.exception("reconciling %s failed", key)
+            finally:
+                with self._cond:
+                    self._busy.discard(key)
+                    if key in self._queued:
+                        self._order.append(key)
+                        self._cond.notify()
+
+
+_queue = WorkQueue(POOL_SIZE)
+
+
+def enqueue(kind: str, namespace: str, name: str, work: Callable[[], None]) -> None:
+    """Reconcile this object soon, on the work queue's threads (see WorkQueue)."""
+    _queue.add((kind, namespace, name), work)
 
 
 def with_retries(work: Callable[[], None], what: str) -> None:
-    """Event handlers get no retries from kopf; a transient error must not lose work."""
+    """A transient error must not lose work: the same reconcile again, a little later."""
     for delay in (0.5, 1, 2, 4, 8, 16):
         try:
             work()
@@ -96,21 +138,6 @@ def post(body: Body, events: Iterable[Any]) -> None:
         level = logging.WARNING if event.type == "Warning" else logging.INFO
         log.log(level, "%s: %s", event.reason, event.message, extra={"k8s_ref": ref})
         kopf.event(target, type=event.type, reason=event.reason, message=event.message[:1024])
-
-
-# The threads reconciles run on: they block on API calls, which the event loop must not.
-_threads = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="reconcile")
-
-
-async def in_thread(work: Callable[[], None]) -> None:
-    """Run blocking work on the reconcile threads, in kopf's context (kopf.event needs it).
-
-    Handlers are async and do the cheap part (feeding the cache, skipping echoes) on the
-    event loop, so most watch events never queue for a thread, nor keep their bodies
-    alive while they wait.
-    """
-    context = contextvars.copy_context()
-    await asyncio.get_running_loop().run_in_executor(_threads, context.run, work)
 
 
 class Ticker:

@@ -19,7 +19,7 @@ from mlops_operator.api import Model, ModelStatus, describe_errors
 from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.registry import model_readiness, served_by
-from mlops_operator.controllers.common import Ticker, coalesced, in_thread, post, write_status
+from mlops_operator.controllers.common import Ticker, enqueue, post, write_status
 from mlops_operator.kube import Body, Kube
 
 PLURAL = "models"
@@ -41,7 +41,7 @@ async def model_event(
     deletion request (let through if unserved, otherwise say why it waits)."""
     kube: Kube = memo["kube"]
     if kube.seen(PLURAL, event) and type != "DELETED":
-        await in_thread(partial(refresh, kube, namespace or "", [name]))
+        refresh(kube, namespace or "", [name])
 
 
 def refresh(kube: Kube, namespace: str, names: list[str], *, fresh: bool = False) -> None:
@@ -50,17 +50,14 @@ def refresh(kube: Kube, namespace: str, names: list[str], *, fresh: bool = False
     `fresh` reads from the server rather than the cache, for when watch events may have
     stopped (kopf stops watching a namespace that is being deleted).
     """
-    deployments = kube.list_custom(MD_PLURAL, namespace, fresh=fresh)
     for name in names:
-        work = partial(_refresh, kube, namespace, name, deployments, fresh)
-        coalesced("Model", namespace, name, work)
+        enqueue("Model", namespace, name, partial(_refresh, kube, namespace, name, fresh))
 
 
 @metrics.reconciled("Model")
-def _refresh(
-    kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]], fresh: bool
-) -> None:
+def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
     body = kube.get_custom(PLURAL, namespace, name, fresh=fresh)
+    deployments = kube.list_custom(MD_PLURAL, namespace, fresh=fresh)
     if body is None:
         return
     serving = served_by(deployments, name)

@@ -26,10 +26,8 @@ from mlops_operator.builders.rollout import Plan, plan, resolve, skipped_version
 from mlops_operator.controllers import model as model_controller
 from mlops_operator.controllers.common import (
     Ticker,
-    coalesced,
-    in_thread,
+    enqueue,
     post,
-    with_retries,
     write_status,
 )
 from mlops_operator.kube import Body, Kube
@@ -60,9 +58,9 @@ async def deployment_event(
     if type == "DELETED":
         status = body.get("status") or {}
         models = [m for m in (status.get("currentModel"), _canary_model(dict(body))) if m]
-        await in_thread(partial(model_controller.refresh, kube, namespace or "", models))
+        model_controller.refresh(kube, namespace or "", models)
     elif news:
-        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", name))
+        reconcile(kube, namespace or "", name)
 
 
 # ModelDeployments with a rollout in progress are looked at every TICK_SECONDS.
@@ -100,14 +98,15 @@ async def model_event(
     else:
         _model_fingerprints[key] = seen
     model_name = (body.get("spec") or {}).get("modelName")
-    await in_thread(partial(_reconcile_followers, kube, namespace or "", model_name))
+    work = partial(_reconcile_followers, kube, namespace or "", model_name)
+    enqueue("followers of Model", namespace or "", str(model_name), work)
 
 
 def _reconcile_followers(kube: Kube, namespace: str, model_name: str | None) -> None:
     """Reconcile the ModelDeployments of this model name."""
     for md in kube.list_custom(PLURAL, namespace):
         if md["spec"]["model"]["name"] == model_name:
-            _reconcile_with_retries(kube, namespace, md["metadata"]["name"])
+            reconcile(kube, namespace, md["metadata"]["name"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MD_LABEL: kopf.PRESENT})
@@ -126,15 +125,11 @@ async def child_changed(
     """Readiness changes, and hand edits or deletions to put back."""
     kube: Kube = memo["kube"]
     if kube.seen(resource.plural, event):
-        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", labels[MD_LABEL]))
-
-
-def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
-    with_retries(partial(reconcile, kube, namespace, name), f"{namespace}/{name}")
+        reconcile(kube, namespace or "", labels[MD_LABEL])
 
 
 def reconcile(kube: Kube, namespace: str, name: str) -> None:
-    coalesced("ModelDeployment", namespace, name, lambda: _reconcile(kube, namespace, name))
+    enqueue("ModelDeployment", namespace, name, partial(_reconcile, kube, namespace, name))
 
 
 @metrics.reconciled("ModelDeployment")

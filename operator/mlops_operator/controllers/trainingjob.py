@@ -37,11 +37,9 @@ from mlops_operator.builders.training_status import (
     training_status,
 )
 from mlops_operator.controllers.common import (
-    coalesced,
-    in_thread,
+    enqueue,
     post,
     serialized,
-    with_retries,
     write_status,
 )
 from mlops_operator.kube import AlreadyExists, Body, Kube
@@ -66,7 +64,7 @@ async def trainingjob_event(
     metrics.trainingjob_seen(type, namespace or "", name, status.get("phase"))
     kube: Kube = memo["kube"]
     if kube.seen(PLURAL, event) and type != "DELETED":
-        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", name))
+        reconcile(kube, namespace or "", name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
@@ -80,7 +78,7 @@ async def job_changed(
 ) -> None:
     kube: Kube = memo["kube"]
     if kube.seen("jobs", event):
-        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", labels[TJ_LABEL]))
+        reconcile(kube, namespace or "", labels[TJ_LABEL])
 
 
 @kopf.on.event("", "v1", "services", labels={TJ_LABEL: kopf.PRESENT})
@@ -89,8 +87,7 @@ async def service_changed(
 ) -> None:
     """A deleted rendezvous Service is put back (the reconcile recreates it)."""
     if type == "DELETED":
-        tj = labels[TJ_LABEL]
-        await in_thread(partial(_reconcile_with_retries, memo["kube"], namespace or "", tj))
+        reconcile(memo["kube"], namespace or "", labels[TJ_LABEL])
 
 
 def _pull_failing(pod: Body) -> bool:
@@ -114,15 +111,11 @@ async def pod_event(
     kube: Kube = memo["kube"]
     kube.seen("pods", event)
     if type != "DELETED" and _pull_failing(cast(Body, event["object"])):
-        await in_thread(partial(_reconcile_with_retries, kube, namespace or "", labels[TJ_LABEL]))
-
-
-def _reconcile_with_retries(kube: Kube, namespace: str, name: str) -> None:
-    with_retries(lambda: reconcile(kube, namespace, name), f"TrainingJob {namespace}/{name}")
+        reconcile(kube, namespace or "", labels[TJ_LABEL])
 
 
 def reconcile(kube: Kube, namespace: str, name: str) -> None:
-    coalesced("TrainingJob", namespace, name, lambda: _reconcile_fresh(kube, namespace, name))
+    enqueue("TrainingJob", namespace, name, partial(_reconcile_fresh, kube, namespace, name))
 
 
 @metrics.reconciled("TrainingJob")
