@@ -36,6 +36,24 @@ def test_a_key_added_while_it_runs_runs_once_more_afterwards() -> None:
     assert runs == ["first", "again"]
 
 
+def test_first_goes_ahead_of_what_is_queued() -> None:
+    queue = WorkQueue(threads=1)
+    started, release, done, order = threading.Event(), threading.Event(), threading.Event(), []
+
+    def blocker() -> None:
+        started.set()
+        assert release.wait(WAIT)
+
+    queue.add("busy", blocker)
+    assert started.wait(WAIT)
+    queue.add("update", lambda: order.append("update"))
+    queue.add("new", lambda: order.append("new"), first=True)
+    queue.add("last", done.set)
+    release.set()
+    assert done.wait(WAIT)
+    assert order == ["new", "update"]
+
+
 def test_different_keys_run_side_by_side() -> None:
     queue = WorkQueue(threads=2)
     barrier = threading.Barrier(2, timeout=WAIT)

@@ -60,7 +60,8 @@ class WorkQueue:
         self._busy: set[Hashable] = set()
         self._started = False
 
-    def add(self, key: Hashable, work: Callable[[], None]) -> None:
+    def add(self, key: Hashable, work: Callable[[], None], *, first: bool = False) -> None:
+        """Queue `key` (at the back; at the front if `first`) unless it is queued already."""
         with self._cond:
             if not self._started:
                 for i in range(self._threads):
@@ -70,7 +71,10 @@ class WorkQueue:
                 return
             self._queued[key] = (work, contextvars.copy_context())
             if key not in self._busy:
-                self._order.append(key)
+                if first:
+                    self._order.appendleft(key)
+                else:
+                    self._order.append(key)
                 self._cond.notify()
 
     def _work(self) -> None:
@@ -96,9 +100,12 @@ class WorkQueue:
 _queue = WorkQueue(POOL_SIZE)
 
 
-def enqueue(kind: str, namespace: str, name: str, work: Callable[[], None]) -> None:
-    """Reconcile this object soon, on the work queue's threads (see WorkQueue)."""
-    _queue.add((kind, namespace, name), work)
+def enqueue(
+    kind: str, namespace: str, name: str, work: Callable[[], None], *, first: bool = False
+) -> None:
+    """Reconcile this object soon, on the work queue's threads (see WorkQueue); `first`
+    puts it ahead of the queue, for an object nothing has been done for yet."""
+    _queue.add((kind, namespace, name), work, first=first)
 
 
 def with_retries(work: Callable[[], None], what: str) -> None:

@@ -64,7 +64,9 @@ async def trainingjob_event(
     metrics.trainingjob_seen(type, namespace or "", name, status.get("phase"))
     kube: Kube = memo["kube"]
     if kube.seen(PLURAL, event) and type != "DELETED":
-        reconcile(kube, namespace or "", name)
+        # A new run (no Job yet) goes ahead of the updates queued for running ones: under a
+        # burst, its Job is what the user waits for.
+        reconcile(kube, namespace or "", name, first=not status.get("jobName"))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
@@ -114,8 +116,9 @@ async def pod_event(
         reconcile(kube, namespace or "", labels[TJ_LABEL])
 
 
-def reconcile(kube: Kube, namespace: str, name: str) -> None:
-    enqueue("TrainingJob", namespace, name, partial(_reconcile_fresh, kube, namespace, name))
+def reconcile(kube: Kube, namespace: str, name: str, *, first: bool = False) -> None:
+    work = partial(_reconcile_fresh, kube, namespace, name)
+    enqueue("TrainingJob", namespace, name, work, first=first)
 
 
 @metrics.reconciled("TrainingJob")
