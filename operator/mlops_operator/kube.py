@@ -269,21 +269,18 @@ class Kube:
 
         return self._read(plural, namespace, name, fresh, get)
 
-    def list_custom(
-        self, plural: str, namespace: str, selector: str = "", *, fresh: bool = False
-    ) -> list[Body]:
-        """With a label selector or `fresh`: the server's answer. Otherwise the cache's
-        (filled by one LIST the first time a namespace is asked for)."""
-        if not selector and not fresh:
+    def list_custom(self, plural: str, namespace: str, *, fresh: bool = False) -> list[Body]:
+        """Every object of a kind in a namespace: the cache's (filled by one LIST the first
+        time a namespace is asked for), or with `fresh` the server's (which refills it)."""
+        if not fresh:
             cached = self.cache.items(plural, namespace)
             if cached is not None:
                 return cached
         listed = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, label_selector=selector, _preload_content=False
+            GROUP, VERSION, namespace, plural, _preload_content=False
         )
         items: list[Body] = _json(listed)["items"]
-        if not selector:
-            self.cache.fill(plural, namespace, items)
+        self.cache.fill(plural, namespace, items)
         return items
 
     def create_custom(self, plural: str, body: Body) -> Body:

@@ -232,7 +232,8 @@ def _pods_if_needed(kube: Kube, namespace: str, job: Body | None) -> list[Body]:
         return []
     name = job["metadata"]["name"]
     pods = kube.pods_of_job(namespace, name)
-    if finished and not all(p.get("status", {}).get("phase") in POD_DONE for p in pods or [{}]):
+    settled = pods and all((p.get("status") or {}).get("phase") in POD_DONE for p in pods)
+    if finished and not settled:
         # The Job's verdict and its pods' last states come on different watches: when
         # the cache has not seen every pod finish yet, ask the server.
         pods = kube.pods_of_job(namespace, name, fresh=True)
