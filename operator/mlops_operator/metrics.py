@@ -40,7 +40,7 @@ RECONCILES = Counter(
 )
 RECONCILE_ERRORS = Counter(
     "mlops_operator_reconcile_errors",
-    "Reconciles that raised (an API error, a conflict); kopf or the caller retries them.",
+    "Reconciles that raised (an API error, a conflict); the work queue runs them again.",
     ["kind"],
 )
 RECONCILE_SECONDS = Histogram(

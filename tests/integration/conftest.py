@@ -63,7 +63,11 @@ def cluster() -> Cluster:
     if os.environ.get("MLOPS_TEST_CLUSTER") == "existing":
         kubeconfig = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
     else:
-        local_cluster.up()
+        try:
+            # Never a cold build here, under the test timeout: `make test` builds first.
+            local_cluster.up(cached_only=True)
+        except local_cluster.NotBuilt as err:
+            pytest.exit(f"{err}\n(the integration tests need the local control plane)", 2)
         kubeconfig = str(local_cluster.KUBECONFIG)
     api = config.new_client_from_config(config_file=kubeconfig)
     return Cluster(kubeconfig=kubeconfig, api=api)

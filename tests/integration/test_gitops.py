@@ -1,8 +1,9 @@
 """What Argo CD and Flux see: applying the same manifests again changes nothing.
 
-The operator writes status and two bookkeeping annotations, never spec, so once it has
-reconciled an object a GitOps tool finds no drift and a re-sync is a no-op: client-side
-apply (Argo CD's default) and server-side apply (Flux; Argo CD with ServerSideApply).
+The operator writes only status (kopf keeps no annotations on our objects: every handler is
+an event handler), never spec, so once it has reconciled an object a GitOps tool finds no
+drift and a re-sync is a no-op: client-side apply (Argo CD's default) and server-side apply
+(Flux; Argo CD with ServerSideApply).
 """
 
 from __future__ import annotations

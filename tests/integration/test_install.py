@@ -13,13 +13,12 @@ import json
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from .conftest import ROOT, Cluster
+from .conftest import ROOT, Cluster, local_cluster
 
 CHART = ROOT / "charts" / "mlops-operator"
 MANIFESTS = ROOT / "manifests"
@@ -34,9 +33,8 @@ def versions() -> dict[str, str]:
 
 class Helm:
     def __init__(self, cluster: Cluster) -> None:
-        out = subprocess.run(["bash", str(ROOT / "tools" / "cluster" / "build.sh"), "helm"],
-                             check=True, capture_output=True, text=True)  # fmt: skip
-        self.binary = str(Path(out.stdout.strip().splitlines()[-1]) / "helm")
+        # Built by `make test` before pytest (`make helm`); never here, under a timeout.
+        self.binary = str(local_cluster.build("helm", cached_only=True) / "helm")
         self.cluster = cluster
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
