@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries images crds crds-check kind bench \
+.PHONY: help demo venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries images crds crds-check kind bench \
 	manifests manifests-check image-lint helm helm-lint fresh-check
 
 help: ## Show this help
@@ -99,6 +99,9 @@ cluster: venv ## Start (or reuse) the local control plane; kubeconfig in .cluste
 
 cluster-down: venv ## Stop the local control plane and remove its state
 	$(BIN)/python tools/cluster/cluster.py down
+
+demo: venv ## The whole lifecycle on the real node: cluster, images, Helm install, train, serve, canary
+	$(BIN)/python tools/demo.py
 
 run: cluster ## Bring up the local cluster, install the CRDs, run the operator against it
 	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side --force-conflicts -f crds/

@@ -122,7 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _storage_init(args: argparse.Namespace) -> int:
-    for path in storage.fetch(args.source, args.destination):
+    try:
+        fetched = storage.fetch(args.source, args.destination)
+    except Exception as err:  # any failure: one clear line where the operator reads it
+        message = storage.failure_message(args.source, err)
+        print(message, file=sys.stderr)
+        storage.write_termination_message(message)
+        return 1
+    for path in fetched:
         print(path)
     return 0
 

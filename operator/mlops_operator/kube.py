@@ -17,11 +17,11 @@ import hashlib
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 from kubernetes import client, config
-from kubernetes.client.exceptions import ConflictException, NotFoundException
+from kubernetes.client.exceptions import ApiException
 
 from mlops_operator import GROUP, VERSION
 
@@ -35,6 +35,16 @@ POOL_SIZE = 32
 
 class AlreadyExists(Exception):
     """Creating an object whose name is taken."""
+
+
+@contextlib.contextmanager
+def _unless(status: int) -> Iterator[None]:
+    """Ignore an API error of this HTTP status (404: already gone; 409: already there)."""
+    try:
+        yield
+    except ApiException as err:
+        if err.status != status:
+            raise
 
 
 def _json(response: Any) -> Body:
@@ -215,9 +225,9 @@ class Kube:
         """In a pod: its ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config."""
         configuration = client.Configuration()
         try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            config.load_kube_config(client_configuration=configuration)
         # One kept-alive connection per handler thread: a smaller pool (the client's default
         # is 5 per core) drops connections under load, and each new one is a TLS handshake.
         configuration.connection_pool_maxsize = POOL_SIZE
@@ -244,8 +254,10 @@ class Kube:
                 return cached
         try:
             body = _json(get())
-        except NotFoundException:
-            return None
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
         self.cache.observe(kind, body)
         return body
 
@@ -300,8 +312,10 @@ class Kube:
                     _preload_content=False,
                 ),
             )
-        except ConflictException as err:
-            raise AlreadyExists(body["metadata"]["name"]) from err
+        except ApiException as err:
+            if err.status == 409:
+                raise AlreadyExists(body["metadata"]["name"]) from err
+            raise
 
     def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> None:
         """Merge-patch an object's metadata (finalizers); never its spec."""
@@ -347,13 +361,15 @@ class Kube:
                 "jobs",
                 self.batch.create_namespaced_job(
                     body["metadata"]["namespace"],
-                    body,  # type: ignore[arg-type]  # the client sends a dict body as it is
+                    body,
                     field_manager=FIELD_MANAGER,
                     _preload_content=False,
                 ),
             )
-        except ConflictException as err:
-            raise AlreadyExists(body["metadata"]["name"]) from err
+        except ApiException as err:
+            if err.status == 409:
+                raise AlreadyExists(body["metadata"]["name"]) from err
+            raise
 
     def patch_job(self, namespace: str, name: str, patch: Body) -> Body:
         return self._wrote(
@@ -370,10 +386,10 @@ class Kube:
 
     def ensure_service(self, body: Body) -> None:
         """Create the Service unless one of that name exists."""
-        with contextlib.suppress(ConflictException):
+        with _unless(409):
             self.core.create_namespaced_service(
                 body["metadata"]["namespace"],
-                body,  # type: ignore[arg-type]  # the client sends a dict body as it is
+                body,
                 field_manager=FIELD_MANAGER,
                 _preload_content=False,
             )
@@ -388,6 +404,14 @@ class Kube:
         items: list[Body] = _json(listed)["items"]
         for pod in items:
             self.cache.observe("pods", pod)
+        return items
+
+    def list_pods(self, namespace: str, selector: str) -> list[Body]:
+        """Pods matching a label selector, from the server (for what is not watched)."""
+        listed = self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False
+        )
+        items: list[Body] = _json(listed)["items"]
         return items
 
     def get_deployment(self, namespace: str, name: str, selector: str) -> Body | None:
@@ -435,7 +459,7 @@ class Kube:
         plural = PLURALS[kind]
         if if_cached and self.cache.get(plural, namespace, name) is None:
             return
-        with contextlib.suppress(NotFoundException):
+        with _unless(404):
             self._delete[kind](name, namespace, _preload_content=False)
         self.cache.forget(plural, namespace, name)
         self._applied.pop((plural, namespace, name), None)

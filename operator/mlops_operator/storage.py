@@ -7,9 +7,16 @@ artifact arrives: the PVC is mounted and its path passed here.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import fsspec
+
+# The kubelet reads a container's termination message from here (the operator shows it in
+# a failed rollout's status); overridable for local runs, as for the training SDK.
+TERMINATION_LOG_ENV = "MLOPS_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 def fetch(source: str, destination: str) -> list[Path]:
@@ -24,3 +31,15 @@ def fetch(source: str, destination: str) -> list[Path]:
     else:
         fs.get(path, str(dest / Path(path).name))
     return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+def failure_message(source: str, err: BaseException) -> str:
+    """What storage-init reports when it cannot fetch: the artifact and the error, one line."""
+    detail = " ".join(str(err).split()) or type(err).__name__
+    return f"cannot fetch {source}: {type(err).__name__}: {detail}"[:1024]
+
+
+def write_termination_message(message: str) -> None:
+    path = Path(os.environ.get(TERMINATION_LOG_ENV) or DEFAULT_TERMINATION_LOG)
+    with contextlib.suppress(OSError):  # not in a container: stderr has it
+        path.write_text(message)

@@ -11,6 +11,7 @@ import pytest
 from mlops_operator import storage
 from mlops_operator.api import Model, ModelDeployment
 from mlops_operator.builders import serving
+from mlops_operator.builders.pods import why_not_ready
 from mlops_operator.builders.registry import model_readiness, served_by
 from mlops_operator.builders.rollout import Track, plan, resolve, skipped_version, track
 
@@ -321,3 +322,75 @@ def test_the_mlserver_preset_deploys_the_pinned_release() -> None:
         if line and not line.startswith("#")
     )
     assert serving.MLSERVER_IMAGE.endswith(f":{pins['MLSERVER_VERSION']}")
+
+
+# --- why a new version is not Ready ------------------------------------------------------
+
+
+def pod(name: str, init: dict[str, Any] | None = None, main: dict[str, Any] | None = None,
+        **status: Any) -> dict[str, Any]:  # fmt: skip
+    body: dict[str, Any] = {"metadata": {"name": name}, "status": dict(status)}
+    if init is not None:
+        body["status"]["initContainerStatuses"] = [{"name": "storage-init", **init}]
+    if main is not None:
+        body["status"]["containerStatuses"] = [{"name": "runtime", **main}]
+    return body
+
+
+def test_why_not_ready_quotes_the_failing_container() -> None:
+    gone = {"exitCode": 1, "reason": "Error", "message": "cannot fetch s3://m/x:\n gone"}
+    failed_init = {
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+        "lastState": {"terminated": gone},
+    }
+    assert why_not_ready([pod("web-b", failed_init), pod("web-a", {"state": {}})]) == (
+        "pod web-b: init container storage-init exited 1 (Error): cannot fetch s3://m/x: gone"
+    )
+    pulling = {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "no registry"}}}
+    assert why_not_ready([pod("web-a", main=pulling)]) == (
+        "pod web-a: container runtime waiting: ImagePullBackOff: no registry"
+    )
+    full = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes"}  # fmt: skip
+    unscheduled = pod("web-a", conditions=[full])
+    assert why_not_ready([unscheduled]) == "pod web-a: not scheduled: 0/3 nodes"
+    starting = {"state": {"waiting": {"reason": "PodInitializing"}}}
+    assert why_not_ready([pod("web-a", main=starting), pod("web-c", main={"state": {}})]) is None
+
+
+def test_a_rollback_says_what_the_pods_said() -> None:
+    spec = {"progressDeadlineSeconds": 30}
+    start = plan(md(serving_status(1), **spec), model(2), "r", ready(1), Track(), NOW)
+    why = "pod web-x: init container storage-init exited 1 (Error): cannot fetch s3://m/2"
+    late = plan(md(start.status.wire(), **spec), model(2), "r", ready(1), rolling(2),
+                NOW + timedelta(seconds=31), why)  # fmt: skip
+    rolled_back = next(e for e in late.events if e.reason == "RolledBack")
+    assert why in rolled_back.message
+    degraded = next(c for c in late.status.conditions if c.type == "Degraded")
+    assert why in degraded.message
+
+
+def test_storage_init_reports_one_line_where_the_kubelet_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv(storage.TERMINATION_LOG_ENV, str(log))
+    from mlops_operator import cli
+
+    assert cli.main(["storage-init", str(tmp_path / "missing"), str(tmp_path / "dest")]) == 1
+    message = log.read_text()
+    assert message.startswith(f"cannot fetch {tmp_path / 'missing'}: FileNotFoundError:")
+    assert "\n" not in message
+
+
+def test_storage_init_gets_the_credentials_by_reference() -> None:
+    env = [{"name": "AWS_SECRET_ACCESS_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "s3", "key": "secret"}}}]  # fmt: skip
+    dep = serving.build_deployment(md(storage={"env": env}), model(1), track="stable",
+                                   replicas=1, storage_image="op:1")  # fmt: skip
+    init = dep["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["env"] == env
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    plain = serving.build_deployment(md(), model(1), track="stable", replicas=1,
+                                     storage_image="op:1")  # fmt: skip
+    assert "env" not in plain["spec"]["template"]["spec"]["initContainers"][0]

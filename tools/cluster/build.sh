@@ -6,7 +6,17 @@
 #   build.sh helm             -> $MLOPS_CACHE/bin/helm-<key>/helm
 #   build.sh kubeflow         -> $MLOPS_CACHE/bin/kubeflow-<key>/{training-operator,crds/*.yaml}
 #                                (Kubeflow's training operator v1, for bench/peer_kubeflow.py)
+#   build.sh node             -> $MLOPS_CACHE/bin/node-<key>/{containerd,containerd-shim-runc-v2,
+#                                ctr,coredns,versitygw,pause}: the real node's runtime and the
+#                                binaries its images are made of (kubelet/kube-proxy are in
+#                                the control plane's binary)
+#   build.sh --cached NAME    -> the bin directory if NAME is built, else exit 3 (never builds):
+#                                what the test fixtures call, so no cold build runs under a
+#                                test timeout (`make test` builds everything first).
 #
+# Progress goes to stderr, one `[build]` line per component with what a cold build of it
+# costs, and a line a minute while it compiles; the Go tool's own output goes to
+# $MLOPS_CACHE/logs/build-<component>.log (its tail is printed if a step fails).
 # Each <key> hashes only the pinned versions that component uses, this script and its
 # Go sources, so a second build on the same machine is a no-op, a version bump rebuilds
 # what it pins, and bumping Helm does not rebuild Kubernetes.
@@ -17,6 +27,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../versions.env
 source "$here/../versions.env"
 cache="${MLOPS_CACHE:-$HOME/.cache/mlops-operator}"
+cached_only=false
+if [[ "${1:-}" == --cached ]]; then
+  cached_only=true
+  shift
+fi
 component="${1:-control-plane}"
 
 pins() { grep -E "^($1)=" "$here/../versions.env"; }
@@ -30,14 +45,21 @@ case "$component" in
   kubeflow)
     key="$({ pins KUBEFLOW_TRAINING_OPERATOR_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
     bin="$cache/bin/kubeflow-$key" ;;
-  *) echo "usage: build.sh [control-plane|helm|kubeflow]" >&2; exit 2 ;;
+  node)
+    key="$({ pins 'CONTAINERD_VERSION|COREDNS_VERSION|VERSITYGW_VERSION'; cat "$here/build.sh" "$here"/go/{coredns,pause}/main.go; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/node-$key" ;;
+  *) echo "usage: build.sh [--cached] [control-plane|helm|kubeflow|node]" >&2; exit 2 ;;
 esac
 if [[ -f "$bin/.complete" ]]; then
   echo "$bin"
   exit 0
 fi
+if $cached_only; then
+  echo "$component is not built yet: run \`make binaries\` (or \`make test\`, which builds it first)" >&2
+  exit 3
+fi
 
-mkdir -p "$cache/src"
+mkdir -p "$cache/src" "$cache/logs"
 # `make test` and `make cluster` may both ask for a cold build: the second one waits.
 exec 9>"$cache/.build-$component.lock"
 flock 9
@@ -49,6 +71,38 @@ fi
 export CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=mod
 mkdir -p "$bin"
 log() { echo "[build] $*" >&2; }
+buildlog="$cache/logs/build-$component.log"
+: >"$buildlog"
+
+# step WHAT ESTIMATE COMMAND...: run a build step with its output in $buildlog, saying what
+# it is, what it costs cold, and once a minute that it is still going.
+step() {
+  local what="$1" estimate="$2" started=$SECONDS pid rc=0
+  shift 2
+  log "$what (cold: $estimate; warm: seconds)"
+  "$@" >>"$buildlog" 2>&1 &
+  pid=$!
+  while ! wait_up_to 60 "$pid"; do
+    log "  $what: still going, $(( (SECONDS - started) / 60 )) min so far"
+  done
+  wait "$pid" || rc=$?
+  if (( rc != 0 )); then
+    log "$what failed (exit $rc); the end of $buildlog:"
+    tail -n 40 "$buildlog" >&2
+    exit "$rc"
+  fi
+  log "  $what: done in $(( SECONDS - started ))s"
+}
+
+# wait_up_to SECONDS PID: true once PID has exited, false if it still runs after SECONDS.
+wait_up_to() {
+  local i
+  for (( i = 0; i < $1 * 5; i++ )); do
+    kill -0 "$2" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  return 1
+}
 
 # Builds one of our small modules under $cache/src/<name>: a main.go from
 # tools/cluster/go/<name> plus a go.mod generated from the pinned versions.
@@ -60,11 +114,12 @@ prepare_module() {
 }
 
 build_kube() {
-  local dir ver="$KUBERNETES_VERSION" minor staging
+  local dir ver="$KUBERNETES_VERSION" minor staging gomod
   dir="$(prepare_module kube)"
+  step "kubernetes $ver: downloading k8s.io/kubernetes" "about 1 min" \
+    in_dir "$dir" go mod download -json "k8s.io/kubernetes@$ver"
   # Staging modules are replaced by local paths in k8s.io/kubernetes's go.mod;
   # replace each with its published v0.Y.Z instead, taking the list from that go.mod.
-  local gomod
   gomod="$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
   staging="v0.${ver#v1.}"
   {
@@ -78,46 +133,53 @@ build_kube() {
     sed -nE 's#^\s*(k8s\.io/[a-z0-9-]+) => \./staging/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
     echo ")"
   } >"$dir/go.mod"
-  log "kubernetes $ver: resolving modules"
-  (cd "$dir" && go mod tidy >&2)
+  step "kubernetes $ver: resolving and downloading modules" "about 2 min" in_dir "$dir" go mod tidy
   minor="${ver#v1.}"; minor="${minor%%.*}"
   local pkg=k8s.io/component-base/version
   local ldflags="-s -w -X $pkg.gitVersion=$ver -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
   ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  log "kubernetes $ver: compiling (cold: tens of minutes on 2 cores)"
-  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/kube" . >&2)
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  step "kubernetes $ver: compiling kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy" \
+    "10-12 min on 2 cores, 2.5 GB of memory" \
+    in_dir "$dir" go build -trimpath -ldflags "$ldflags" -o "$bin/kube" .
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     ln -sf kube "$bin/$c"
   done
+}
+
+# in_dir DIR COMMAND...: run COMMAND in DIR (a step runs it in the background).
+in_dir() {
+  cd "$1" && shift && "$@"
 }
 
 build_etcd() {
   local dir
   dir="$(prepare_module etcd)"
   printf 'module mlops.seed.dev/tools/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >"$dir/go.mod"
-  log "etcd $ETCD_VERSION: resolving and compiling"
-  (cd "$dir" && go mod tidy >&2 && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" . >&2)
+  step "etcd $ETCD_VERSION: resolving modules" "under a minute" in_dir "$dir" go mod tidy
+  step "etcd $ETCD_VERSION: compiling" "about 1 min" \
+    in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .
 }
 
 build_kwok() {
   # kwok's module has no replaces, so `go install` works as its docs say.
-  log "kwok $KWOK_VERSION: compiling kwok and kwokctl"
-  GOBIN="$bin" go install -trimpath -ldflags "-s -w" \
-    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION" >&2
+  step "kwok $KWOK_VERSION: compiling kwok and kwokctl" "about 2 min" \
+    env GOBIN="$bin" go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 }
 
 build_helm() {
   # helm's module has no replaces either.
-  log "helm $HELM_VERSION: compiling"
-  GOBIN="$bin" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+  step "helm $HELM_VERSION: compiling" "about 2 min" \
+    env GOBIN="$bin" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
 build_kubeflow() {
   # No replaces in its go.mod either; the binary is named after its package, training-operator.v1.
   local mod=github.com/kubeflow/training-operator ver="$KUBEFLOW_TRAINING_OPERATOR_VERSION" src
-  log "kubeflow training-operator $ver: compiling"
-  GOBIN="$bin" go install -trimpath -ldflags "-s -w" "$mod/cmd/training-operator.v1@$ver" >&2
+  step "kubeflow training-operator $ver: compiling" "about 3 min" \
+    env GOBIN="$bin" go install -trimpath -ldflags "-s -w" "$mod/cmd/training-operator.v1@$ver"
   mv "$bin/training-operator.v1" "$bin/training-operator"
   # Its CRDs come from the same module zip (manifests/base/crds), already in the module cache.
   src="$(cd "$cache/src" && go mod download -json "$mod@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
@@ -125,11 +187,42 @@ build_kubeflow() {
   install -m 0644 "$src"/manifests/base/crds/kubeflow.org_*.yaml "$bin/crds/"
 }
 
+build_node() {
+  local dir
+  step "containerd $CONTAINERD_VERSION: compiling containerd, its runc shim and ctr" "about 2 min" \
+    env GOBIN="$bin" go install -trimpath -ldflags "-s -w" \
+    "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+    "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
+  step "versitygw $VERSITYGW_VERSION: compiling the S3 store" "about 1.5 min" \
+    env GOBIN="$bin" go install -trimpath -ldflags "-s -w" \
+    "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  dir="$(prepare_module coredns)"
+  printf 'module mlops.seed.dev/tools/coredns\n\ngo 1.26.0\n\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION" >"$dir/go.mod"
+  step "coredns $COREDNS_VERSION: resolving modules" "under a minute" in_dir "$dir" go mod tidy
+  step "coredns $COREDNS_VERSION: compiling" "about 1.5 min" \
+    in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/coredns" .
+  dir="$(prepare_module pause)"
+  printf 'module mlops.seed.dev/tools/pause\n\ngo 1.26.0\n' >"$dir/go.mod"
+  step "pause: compiling the pod sandbox process" "seconds" \
+    in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/pause" .
+}
+
 start=$(date +%s)
+case "$component" in
+  control-plane) total="10-13 min" ;;
+  helm) total="about 2 min" ;;
+  kubeflow) total="about 3 min" ;;
+  node) total="about 6 min" ;;
+esac
+log "$component is not built on this machine yet: building it once from the Go module proxy"
+log "  ($total on 2 cores when the Go caches are empty; into $bin)"
 if [[ "$component" == helm ]]; then
   build_helm
 elif [[ "$component" == kubeflow ]]; then
   build_kubeflow
+elif [[ "$component" == node ]]; then
+  build_node
 else
   build_etcd
   build_kwok

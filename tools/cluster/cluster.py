@@ -1,9 +1,10 @@
-"""Bring the local control plane up or down: `python tools/cluster/cluster.py up|down|status`.
+"""Bring the local cluster up or down: `python tools/cluster/cluster.py up|down|status`.
 
 kwokctl's binary runtime runs our locally built kube-apiserver, controller-manager,
-scheduler, etcd and kwok (tools/cluster/build.sh); this script adds the fake nodes
-and writes an admin kubeconfig to .cluster/kubeconfig. The test suite imports it
-to start the cluster on demand.
+scheduler, etcd and kwok (tools/cluster/build.sh); this script adds the fake nodes, the
+real node where the machine can run containers (realnode.py: kubelet, containerd, the
+images of tools/images, CoreDNS and an S3 store), and writes an admin kubeconfig to
+.cluster/kubeconfig. The test suite imports it to start the cluster on demand.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realnode
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 STATE = ROOT / ".cluster"
@@ -32,6 +36,9 @@ AUDIT_POLICY = HERE / "audit-policy.yaml"
 CONFIG_KEY = STATE / "config-key"
 # The operator's identity as manifests/rbac installs it.
 OPERATOR_ACCOUNT = ("mlops-system", "mlops-operator")
+NODE_STATE = STATE / "node"
+PKI = STATE / "kwok" / "clusters" / NAME / "pki"
+IMAGES = ROOT / "tools" / "images" / "build.sh"
 
 
 def _log(message: str) -> None:
@@ -65,11 +72,24 @@ def _env() -> dict[str, str]:
     return env
 
 
-def build() -> Path:
-    """Build (or find cached) binaries; returns their directory."""
-    out = subprocess.run(
-        ["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
-    )
+class NotBuilt(RuntimeError):
+    """A component's binaries are not in the cache (see `build(cached_only=True)`)."""
+
+
+def build(component: str = "control-plane", *, cached_only: bool = False) -> Path:
+    """Build (or find cached) binaries of a component of build.sh; returns their directory.
+
+    `cached_only` never builds: it raises NotBuilt instead. Tests use it, so that a cold
+    build (minutes) never runs under a test's timeout; `make test` builds first.
+    """
+    command = ["bash", str(HERE / "build.sh"), *(["--cached"] if cached_only else []), component]
+    # A real build's [build] progress lines go straight to the terminal (stderr).
+    stderr = subprocess.PIPE if cached_only else None
+    out = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    if out.returncode == 3 and cached_only:
+        raise NotBuilt(out.stderr.strip())
+    if out.returncode != 0:
+        raise RuntimeError(f"build.sh {component} failed (exit {out.returncode}): {out.stderr}")
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -114,16 +134,39 @@ def audit_logs() -> list[Path]:
     return sorted((STATE / "kwok" / "clusters" / NAME / "logs").glob("audit*.log"))
 
 
+def _kwokctl_config() -> Path:
+    """kwok.yaml with what needs this cluster's paths: the API server's client certificate
+    for kubelets (kwokctl's admin credential; `kubectl logs/exec` on the real node)."""
+    docs = list(yaml.safe_load_all((HERE / "kwok.yaml").read_text()))
+    patches = docs[0].setdefault("componentsPatches", [])
+    patches.append(
+        {
+            "name": "kube-apiserver",
+            "extraArgs": [
+                {"key": "kubelet-client-certificate", "value": str(PKI / "admin.crt")},
+                {"key": "kubelet-client-key", "value": str(PKI / "admin.key")},
+                {"key": "kubelet-certificate-authority", "value": str(PKI / "ca.crt")},
+                {"key": "kubelet-preferred-address-types", "value": "InternalIP,Hostname"},
+            ],
+        }
+    )
+    path = STATE / "kwokctl.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
 def _config_key(bin_dir: Path) -> str:
-    files = (HERE / "kwok.yaml", AUDIT_POLICY)
+    files = (HERE / "kwok.yaml", AUDIT_POLICY, Path(realnode.__file__))
     digest = hashlib.sha256(str(bin_dir).encode())
     for path in files:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def up() -> None:
-    bin_dir = build()
+def up(*, cached_only: bool = False) -> None:
+    """Start the cluster, or reuse it if it runs with the same binaries and configuration.
+    `cached_only`: fail with NotBuilt rather than build missing binaries (see `build`)."""
+    bin_dir = build(cached_only=cached_only)
     key = _config_key(bin_dir)
     current = CONFIG_KEY.read_text() if CONFIG_KEY.exists() else ""
     if is_up() and current == key:
@@ -139,7 +182,7 @@ def up() -> None:
             "create",
             "cluster",
             "--runtime=binary",
-            f"--config={HERE / 'kwok.yaml'}",
+            f"--config={_kwokctl_config()}",
             f"--kubeconfig={KUBECONFIG}",
             f"--kube-apiserver-binary={bin_dir / 'kube-apiserver'}",
             f"--kube-controller-manager-binary={bin_dir / 'kube-controller-manager'}",
@@ -151,10 +194,75 @@ def up() -> None:
         )
         CONFIG_KEY.write_text(key)
     kubectl("apply", "--server-side", "-f", str(HERE / "nodes.yaml"))
+    _real_node_up(bin_dir, cached_only=cached_only)
     _wait_ready()
 
 
+def images(*, cached_only: bool = False) -> list[Path]:
+    """The image archives of tools/images/build.sh (building missing ones unless
+    `cached_only`, which raises NotBuilt instead)."""
+    command = ["bash", str(IMAGES), *(["--cached"] if cached_only else [])]
+    stderr = subprocess.PIPE if cached_only else None
+    out = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    if out.returncode == 3 and cached_only:
+        raise NotBuilt(out.stderr.strip())
+    if out.returncode != 0:
+        raise RuntimeError(f"tools/images/build.sh failed (exit {out.returncode}): {out.stderr}")
+    return [Path(line) for line in out.stdout.split()]
+
+
+def real_node() -> realnode.RealNode:
+    kube, node = build(cached_only=True), build("node", cached_only=True)
+    return realnode.RealNode(NODE_STATE, PKI, kube, node)
+
+
+def has_real_node() -> bool:
+    """Whether this cluster runs the real node (realnode.unavailable() says why not)."""
+    return (NODE_STATE / "ip").exists()
+
+
+def _real_node_up(bin_dir: Path, *, cached_only: bool) -> None:
+    """Start the real node, or put a restarted one's images up to date."""
+    why = realnode.unavailable() if not has_real_node() else None
+    if why:
+        _log(f"no real node ({why}): pods run on the kwok nodes only")
+        return
+    realnode.ensure_host_packages(pinned_versions()["NODE_DEBIAN_PACKAGES"].strip('"').split())
+    archives = images(cached_only=cached_only)
+    node = realnode.RealNode(NODE_STATE, PKI, bin_dir, build("node", cached_only=cached_only))
+    if not node.running():
+        _log(f"starting the real node {realnode.NAME}: containerd, kubelet, kube-proxy")
+        node.stop()  # whatever a killed earlier run left on the host
+        if not (NODE_STATE / "ip").exists():
+            node.configure(
+                yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]["server"]
+            )
+        node.start()
+        kubectl("wait", "--for=create", f"node/{realnode.NAME}", "--timeout=60s")
+        kubectl("wait", "--for=condition=Ready", f"node/{realnode.NAME}", "--timeout=120s")
+    node.import_new(archives)
+    versions = pinned_versions()
+    for addon in sorted((HERE / "realnode").glob("*.yaml")):
+        manifest = addon.read_text()
+        for pin in ("COREDNS_VERSION", "VERSITYGW_VERSION"):
+            manifest = manifest.replace(pin, versions[pin])
+        proc = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(KUBECONFIG), "apply", "--server-side", "-f-"],
+            input=manifest,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode:
+            raise RuntimeError(f"applying {addon.name}: {proc.stderr}")
+    kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
+    kubectl("-n", "storage", "rollout", "status", "deployment/s3", "--timeout=120s")
+    kubectl("-n", "storage", "wait", "--for=condition=Complete", "job/make-bucket", "--timeout=3m")
+
+
 def down(bin_dir: Path | None = None) -> None:
+    if NODE_STATE.exists():
+        _real_node_down(bin_dir or build())
     if (STATE / "kwok").exists():
         bin_dir = bin_dir or build()
         subprocess.run(
@@ -163,6 +271,33 @@ def down(bin_dir: Path | None = None) -> None:
             env=_env(),
         )
     shutil.rmtree(STATE, ignore_errors=True)
+
+
+def _real_node_down(bin_dir: Path) -> None:
+    """Let the real node's pods go while the API server still runs (their sandboxes, mounts
+    and network namespaces go with them), then stop the node and undo its host changes."""
+    if is_up():
+        kubectl(
+            "taint",
+            "node",
+            realnode.NAME,
+            "mlops.seed.dev/stopping=true:NoExecute",
+            "--overwrite",
+            check=False,
+        )
+        on_node = f"--field-selector=spec.nodeName={realnode.NAME}"
+        kubectl(
+            "delete",
+            "pods",
+            "--all-namespaces",
+            on_node,
+            "--grace-period=1",
+            "--wait=true",
+            "--timeout=60s",
+            check=False,
+            timeout=90,
+        )
+    realnode.RealNode(NODE_STATE, PKI, bin_dir, build("node", cached_only=True)).stop()
 
 
 def service_account_kubeconfig(path: Path, admin_kubeconfig: Path = KUBECONFIG) -> None:

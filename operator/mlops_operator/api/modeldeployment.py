@@ -128,6 +128,19 @@ class Runtime(ApiModel):
     env: Env = Field(default_factory=list, description="Extra environment variables.")
 
 
+class Storage(ApiModel):
+    """How serving pods fetch the artifact (their `storage-init` init container)."""
+
+    env: Env = Field(
+        default_factory=list,
+        description=(
+            "Environment of storage-init: the object store's endpoint and credentials, for"
+            " example AWS_ENDPOINT_URL and AWS_ACCESS_KEY_ID from a Secret (valueFrom),"
+            " which stays referenced, never copied."
+        ),
+    )
+
+
 class Autoscaling(ApiModel):
     """A HorizontalPodAutoscaler on CPU utilisation."""
 
@@ -242,6 +255,9 @@ class ModelDeploymentSpec(ApiModel):
 
     model: ModelChoice = Field(description="Which Model version to serve.")
     runtime: Runtime = Field(description="The serving container.")
+    storage: Storage = Field(
+        default_factory=Storage, description="How serving pods fetch the artifact."
+    )
     replicas: int | None = Field(
         default=None, ge=0, le=100, description="Fixed number of replicas (default 1)."
     )

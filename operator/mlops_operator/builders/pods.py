@@ -46,3 +46,39 @@ def scheduling(pod: dict[str, Any], placement: Scheduling) -> None:
         pod["tolerations"] = [t.wire() for t in placement.tolerations]
     if placement.priority_class_name:
         pod["priorityClassName"] = placement.priority_class_name
+
+
+def why_not_ready(pods: list[dict[str, Any]]) -> str | None:
+    """The first real reason, in the pods' own words, that keeps them from being Ready: a
+    container that failed (its exit code, reason and termination message, e.g. storage-init's
+    "cannot fetch ..."), or one waiting (ImagePullBackOff, CrashLoopBackOff) with its message.
+    None when no pod says anything but "not ready yet"."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        status = pod.get("status") or {}
+        name = pod["metadata"]["name"]
+        kinds = (("init container", "initContainerStatuses"), ("container", "containerStatuses"))
+        for kind, field in kinds:
+            for container in status.get(field) or []:
+                problem = _container_problem(container)
+                if problem:
+                    return f"pod {name}: {kind} {container.get('name')} {problem}"
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                why = condition.get("message") or condition.get("reason")
+                return f"pod {name}: not scheduled: {why}"
+    return None
+
+
+def _container_problem(container: dict[str, Any]) -> str | None:
+    state = container.get("state") or {}
+    last = (container.get("lastState") or {}).get("terminated")
+    terminated = state.get("terminated") or last
+    waiting = state.get("waiting") or {}
+    if terminated and terminated.get("exitCode", 0) != 0:
+        text = f"exited {terminated.get('exitCode')} ({terminated.get('reason') or 'Error'})"
+        message = " ".join(str(terminated.get("message") or "").split())
+        return f"{text}: {message}" if message else text
+    if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+        message = " ".join(str(waiting.get("message") or "").split())
+        return f"waiting: {waiting['reason']}" + (f": {message}" if message else "")
+    return None

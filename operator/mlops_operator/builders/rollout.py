@@ -178,10 +178,13 @@ def plan(
     stable: Track,
     canary: Track,
     now: datetime,
+    why_not_ready: str | None = None,
 ) -> Plan:
+    """`why_not_ready`: what the new version's pods say keeps them from being Ready (see
+    `pods.why_not_ready`), for the message of a rollout that passed its deadline."""
     previous = md.status or ModelDeploymentStatus()
     current = previous.current_version
-    planner = _Planner(md, previous, target, reason, stable, canary, now)
+    planner = _Planner(md, previous, target, reason, stable, canary, now, why_not_ready)
     if target is None and current is None:
         return planner.nothing_to_serve()
     if current is None:
@@ -202,6 +205,7 @@ class _Planner:
     stable: Track
     canary: Track
     now: datetime
+    why_not_ready: str | None = None
     events: list[Event] = field(default_factory=list)
 
     # -- outcomes
@@ -220,7 +224,7 @@ class _Planner:
             ready=(False, "RollingOut", f"first rollout of version {version}"), history=history
         )
         if self._deadline_passed(history[0]):
-            message = f"version {version} is not Ready after {self._deadline()}s"
+            message = f"version {version} is not Ready after {self._deadline()}s{self._why()}"
             status = self._set(status, "Degraded", True, "ProgressDeadlineExceeded", message)
         status = self._set(status, "Progressing", True, "RollingOut", f"rolling out {version}")
         return Plan((version, self._replicas()), None, status, self.events)
@@ -330,7 +334,7 @@ class _Planner:
     def _rolled_back(self, version: int, history: list[RolloutRecord]) -> Plan:
         current = self.previous.current_version
         message = (
-            f"version {version} was not Ready within {self._deadline()}s;"
+            f"version {version} was not Ready within {self._deadline()}s{self._why()};"
             f" rolled back to version {current}"
         )
         history[0] = self._close(history[0], "RolledBack", message)
@@ -347,6 +351,9 @@ class _Planner:
         return Plan((current, self._replicas()), None, status, self.events)
 
     # -- helpers
+
+    def _why(self) -> str:
+        return f" ({self.why_not_ready})" if self.why_not_ready else ""
 
     def _target_version(self) -> int:
         assert self.target is not None

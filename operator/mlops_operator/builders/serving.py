@@ -169,6 +169,8 @@ def _pod_template(
                 "name": "storage-init",
                 "image": storage_image,
                 "args": ["storage-init", source, MODEL_DIR],
+                # storage-init writes why it failed; anything else that kills it leaves logs.
+                "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}, *mounts],
                 "securityContext": container_security(),
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
@@ -177,6 +179,8 @@ def _pod_template(
         "containers": [_runtime_container(md, model)],
         "volumes": [{"name": "model", "emptyDir": {}}, *volumes],
     }
+    if spec.storage.env:
+        pod["initContainers"][0]["env"] = [e.wire() for e in spec.storage.env]
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     scheduling(pod, spec.scheduling)

@@ -21,6 +21,7 @@ from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, de
 from mlops_operator.builders import serving
 from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import Event
+from mlops_operator.builders.pods import why_not_ready
 from mlops_operator.builders.registry import model_readiness
 from mlops_operator.builders.rollout import Plan, plan, resolve, skipped_version, track
 from mlops_operator.controllers import model as model_controller
@@ -149,7 +150,8 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     target, reason = resolve(md.spec.model, models, current, skipped_version(md))
     stable = track(kube.get_deployment(namespace, serving.deployment_name(md, "stable"), MD_LABEL))
     canary = track(kube.get_deployment(namespace, serving.deployment_name(md, "canary"), MD_LABEL))
-    decided = plan(md, target, reason, stable, canary, datetime.now(UTC))
+    now = datetime.now(UTC)
+    decided = plan(md, target, reason, stable, canary, now, _why_not_ready(kube, md, now))
     _apply(kube, md, decided, {m.spec.version: m for m in models}, canary_exists=canary.exists)
     decided_status = decided.status.model_copy(update={"url": serving.url(md)})
     write_status(kube, PLURAL, body, status.wire(), decided_status.wire())
@@ -167,6 +169,19 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
             metrics.rolled_back(strategy)
     tick = partial(reconcile, kube, namespace, name) if decided.in_progress else None
     _rollouts.want((namespace, name), tick)
+
+
+def _why_not_ready(kube: Kube, md: ModelDeployment, now: datetime) -> str | None:
+    """What the pods of a rollout past its deadline say about themselves (a failed
+    storage-init, an image that cannot be pulled), read only then: one LIST per failed
+    rollout, not one per reconcile."""
+    history = md.status.history if md.status else []
+    if not history or history[0].outcome != "Progressing":
+        return None
+    if (now - history[0].started_at).total_seconds() <= md.spec.progress_deadline_seconds:
+        return None
+    selector = f"{MD_LABEL}={md.metadata.name},{serving.VERSION_LABEL}={history[0].version}"
+    return why_not_ready(kube.list_pods(md.metadata.namespace or "", selector))
 
 
 def _servable_models(kube: Kube, namespace: str, model_name: str) -> list[Model]:

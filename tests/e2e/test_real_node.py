@@ -1,0 +1,280 @@
+"""The lifecycle with real containers, on the local cluster's real node.
+
+Nothing here is simulated: the operator runs from its image (installed with Helm, as its
+ServiceAccount), the training pod runs examples/iris/train.py and writes model.joblib to the
+S3 store in the cluster, storage-init and MLServer serve it, and a client pod asks for
+predictions through the Service. The same tests run on any cluster with the images loaded
+(MLOPS_TEST_CLUSTER=existing; see docs/development.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+import yaml
+from sklearn.datasets import load_iris
+
+from mlops_operator.api.report import parse_report
+
+from .conftest import Cluster, local_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = ROOT / "examples" / "iris" / "train.py"
+RELEASE, SYSTEM_NS = "e2e", "mlops-e2e"
+WATCHED = "e2e-*"
+TRAINER = "localhost/iris-trainer:0.1.0"
+# Pods that ask for the real node: its label, and a toleration of its taint.
+ON_REAL_NODE = {
+    "nodeSelector": {"mlops.seed.dev/node": "real"},
+    "tolerations": [{"key": "mlops.seed.dev/real-node", "operator": "Exists",
+                     "effect": "NoSchedule"}],
+}  # fmt: skip
+S3_ENV = [
+    {"name": "AWS_ENDPOINT_URL", "value": "http://s3.storage.svc.cluster.local:7070"},
+    {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
+    *(
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": key}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ),
+]
+HPARAMS = {"C": "0.5", "seed": "3"}
+
+
+def kubectl_json(cluster: Cluster, *args: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+    return loaded
+
+
+def apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def wait(cluster: Cluster, namespace: str, target: str, condition: str, timeout: int) -> None:
+    cluster.kubectl("wait", "-n", namespace, f"--for={condition}", target,
+                    f"--timeout={timeout}s", timeout=timeout + 10)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def real(crds: Cluster) -> Cluster:
+    """The cluster, if it has a real node (the local one has, where the machine can)."""
+    nodes = kubectl_json(crds, "get", "nodes", "-l", "mlops.seed.dev/node=real")["items"]
+    if not nodes:
+        why = local_cluster.realnode.unavailable() or "no node labelled mlops.seed.dev/node=real"
+        pytest.skip(f"no real node: {why}")
+    return crds
+
+
+@pytest.fixture(scope="module")
+def installed(real: Cluster) -> Iterator[str]:
+    """The operator installed with Helm from its image, on the real node, watching e2e-*."""
+    helm = str(local_cluster.build("helm", cached_only=True) / "helm")
+    real.kubectl("create", "namespace", SYSTEM_NS)
+    real.kubectl("label", "namespace", SYSTEM_NS, "pod-security.kubernetes.io/enforce=restricted")
+    values = {
+        "image": {"repository": "localhost/mlops-operator", "tag": "0.1.0",
+                  "pullPolicy": "Never"},
+        "watchNamespaces": [WATCHED],
+        **ON_REAL_NODE,
+    }  # fmt: skip
+    command = [helm, "--kubeconfig", real.kubeconfig, "install", RELEASE,
+               str(ROOT / "charts" / "mlops-operator"), "-n", SYSTEM_NS, "--values", "-",
+               "--wait", "--timeout=3m"]  # fmt: skip
+    proc = subprocess.run(command, input=yaml.safe_dump(values), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    yield SYSTEM_NS
+    subprocess.run([helm, "--kubeconfig", real.kubeconfig, "uninstall", RELEASE, "-n", SYSTEM_NS,
+                    "--wait"], capture_output=True, check=False)  # fmt: skip
+    real.kubectl("delete", "namespace", SYSTEM_NS, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def workspace(installed: str, real: Cluster) -> Iterator[str]:
+    """A `restricted` namespace the installed operator watches, with the S3 credentials."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    real.kubectl("create", "namespace", name)
+    real.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    secret = kubectl_json(real, "get", "secret", "s3-credentials", "-n", "storage")
+    apply(real, name, {"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "s3-credentials"}, "data": secret["data"]})  # fmt: skip
+    real.kubectl("wait", "-n", name, "--for=create", "serviceaccount/default", "--timeout=60s")
+    yield name
+    real.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float], Any]:
+    """The same training run as a local process: the metrics and model the pod must match."""
+    out = tmp_path_factory.mktemp("iris")
+    env = {
+        **os.environ,
+        "MLOPS_OUTPUT_URI": f"file://{out}",
+        "MLOPS_HPARAMS": json.dumps(HPARAMS),
+        "MLOPS_TERMINATION_LOG": str(out / "report"),
+    }
+    subprocess.run([sys.executable, str(TRAIN)], env=env, check=True, timeout=120)
+    report = parse_report((out / "report").read_text())
+    return report.metrics, joblib.load(out / "model.joblib")
+
+
+def trainingjob(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": TRAINER,
+            "imagePullPolicy": "Never",
+            "env": S3_ENV,
+            "output": {"uri": "s3://models/iris", "modelName": "iris", "format": "sklearn",
+                       "keyMetric": "accuracy"},
+            "scheduling": ON_REAL_NODE,
+            **spec,
+        },
+    }  # fmt: skip
+
+
+def test_the_operator_runs_from_its_image_under_helm(real: Cluster, installed: str) -> None:
+    pods = kubectl_json(real, "get", "pods", "-n", installed,
+                        "-l", "app.kubernetes.io/name=mlops-operator")["items"]  # fmt: skip
+    assert len(pods) == 1
+    pod = pods[0]
+    assert pod["spec"]["nodeName"] == local_cluster.realnode.NAME
+    assert pod["spec"]["containers"][0]["image"] == "localhost/mlops-operator:0.1.0"
+    assert pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["ready"], status
+    assert status["restartCount"] == 0, "the liveness probe never failed"
+    # Through the API server's proxy, as Prometheus or a person would reach them.
+    api = f"/api/v1/namespaces/{installed}"
+    pod_name = pod["metadata"]["name"]
+    healthz = real.kubectl("get", "--raw", f"{api}/pods/{pod_name}:8080/proxy/healthz")
+    assert healthz.returncode == 0
+    service = f"{RELEASE}-mlops-operator-metrics"
+    metrics = real.kubectl("get", "--raw", f"{api}/services/{service}:metrics/proxy/metrics").stdout
+    assert "mlops_operator_reconcile_total" in metrics
+    assert "process_resident_memory_bytes" in metrics
+
+
+def test_a_real_training_run_registers_its_model(
+    real: Cluster, workspace: str, local_run: tuple[dict[str, float], Any]
+) -> None:
+    apply(real, workspace, trainingjob("iris-train", hyperparameters=HPARAMS))
+    wait(real, workspace, "tj/iris-train", "condition=Ready", 240)
+    tj = kubectl_json(real, "get", "tj", "iris-train", "-n", workspace)
+    assert tj["status"]["phase"] == "Succeeded"
+    model = kubectl_json(real, "get", "mdl", tj["status"]["registeredModel"], "-n", workspace)
+    metrics, _ = local_run
+    assert model["spec"]["metrics"] == pytest.approx(metrics), "the pod trained what runs locally"
+    assert model["spec"]["artifact"]["uri"].startswith("s3://models/iris/iris-train-")
+    assert model["spec"]["artifact"]["digest"].startswith("sha256:")
+    pod = kubectl_json(real, "get", "pods", "-n", workspace, "-l",
+                       "batch.kubernetes.io/job-name=iris-train")["items"][0]  # fmt: skip
+    assert pod["spec"]["nodeName"] == local_cluster.realnode.NAME
+    logs = real.kubectl("logs", "-n", workspace, pod["metadata"]["name"]).stdout
+    assert "Traceback" not in logs
+
+
+def predict_in_cluster(real: Cluster, namespace: str, url: str, rows: list[list[float]]) -> Any:
+    """A V2 inference request from a pod on the real node, through the Service's name."""
+    name = f"client-{uuid.uuid4().hex[:6]}"
+    request = {"inputs": [{"name": "x", "shape": [len(rows), 4], "datatype": "FP64",
+                           "data": [v for row in rows for v in row]}]}  # fmt: skip
+    script = (
+        "import json, sys, urllib.request\n"
+        f"req = urllib.request.Request({url + '/v2/models/iris/infer'!r}, "
+        f"data={json.dumps(request).encode()!r}, headers={{'Content-Type': 'application/json'}})\n"
+        "print(urllib.request.urlopen(req, timeout=30).read().decode())\n"
+    )
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 3, "template": {"spec": {
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "client", "image": TRAINER, "imagePullPolicy": "Never",
+                            "command": ["python", "-c", script],
+                            "securityContext": {"allowPrivilegeEscalation": False,
+                                                "capabilities": {"drop": ["ALL"]}}}],
+            **ON_REAL_NODE,
+        }}},
+    }  # fmt: skip
+    apply(real, namespace, job)
+    wait(real, namespace, f"job/{name}", "condition=Complete", 120)
+    return json.loads(real.kubectl("logs", "-n", namespace, f"job/{name}").stdout)
+
+
+def test_mlserver_serves_the_trained_model_through_its_service(
+    real: Cluster, workspace: str, local_run: tuple[dict[str, float], Any]
+) -> None:
+    md = {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "iris"},
+        "spec": {
+            "model": {"name": "iris", "version": 1},
+            "runtime": {"preset": "mlserver"},
+            "storage": {"env": S3_ENV},
+            "scheduling": ON_REAL_NODE,
+            "strategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}},
+            "replicas": 1,
+            "progressDeadlineSeconds": 45,
+        },
+    }
+    apply(real, workspace, md)
+    wait(real, workspace, "mdep/iris", "condition=Ready", 240)
+    status = kubectl_json(real, "get", "mdep", "iris", "-n", workspace)["status"]
+    assert status["currentVersion"] == 1
+    x, _ = load_iris(return_X_y=True)
+    rows = x[::15].tolist()
+    answer = predict_in_cluster(real, workspace, status["url"], rows)
+    _, model = local_run
+    (output,) = answer["outputs"]
+    assert output["data"] == model.predict(x[::15]).tolist()
+
+
+def test_a_canary_whose_artifact_is_missing_is_rolled_back_with_the_real_reason(
+    real: Cluster, workspace: str
+) -> None:
+    served = kubectl_json(real, "get", "mdl", "iris-v1", "-n", workspace)
+    missing = served["spec"]["artifact"]["uri"].rsplit("/", 2)[0] + "/gone/model.joblib"
+    apply(real, workspace, {
+        "apiVersion": "mlops.seed.dev/v1alpha1", "kind": "Model", "metadata": {"name": "iris-v2"},
+        "spec": {"modelName": "iris", "version": 2,
+                 "artifact": {"uri": missing, "format": "sklearn"}, "metrics": {"accuracy": 0.99}},
+    })  # fmt: skip
+    real.kubectl("patch", "mdep", "iris", "-n", workspace, "--type=merge",
+                 "-p", '{"spec": {"model": {"version": 2}}}')  # fmt: skip
+    wait(real, workspace, "mdep/iris", "jsonpath={.status.failedVersion}=2", 180)
+    md = kubectl_json(real, "get", "mdep", "iris", "-n", workspace)
+    degraded = next(c for c in md["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "RolledBack"
+    # The init container's own termination message, read from the real kubelet's report.
+    assert "init container storage-init exited 1" in degraded["message"]
+    assert f"cannot fetch {missing}" in degraded["message"]
+    assert md["status"]["currentVersion"] == 1
+    ready = next(c for c in md["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", "version 1 kept serving"
+    about = "--field-selector=involvedObject.name=iris,reason=RolledBack"
+    events = kubectl_json(real, "get", "events", "-n", workspace, about)["items"]
+    assert any(f"cannot fetch {missing}" in e["message"] for e in events)
+
+
+def test_a_training_container_out_of_memory_is_oomkilled(real: Cluster, workspace: str) -> None:
+    hog = "block = b'x' * (1 << 30); print(len(block))"
+    apply(real, workspace, trainingjob(
+        "iris-oom", command=["python", "-c", hog], backoffLimit=0,
+        resources={"requests": {"memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+    ))  # fmt: skip
+    wait(real, workspace, "tj/iris-oom", "jsonpath={.status.phase}=Failed", 180)
+    failure = kubectl_json(real, "get", "tj", "iris-oom", "-n", workspace)["status"]["failure"]
+    assert failure["reason"] == "OOMKilled", failure
+    assert failure["exitCode"] == 137
