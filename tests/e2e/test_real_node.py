@@ -29,7 +29,9 @@ from .conftest import Cluster, local_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "examples" / "iris" / "train.py"
-RELEASE, SYSTEM_NS = "e2e", "mlops-e2e"
+# Unique per run: a namespace of an earlier run may still be terminating.
+RELEASE = f"e2e-{uuid.uuid4().hex[:6]}"
+SYSTEM_NS = f"mlops-{RELEASE}"
 WATCHED = "e2e-*"
 TRAINER = "localhost/iris-trainer:0.1.0"
 # Pods that ask for the real node: its label, and a toleration of its taint.
