@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tools" / "cluster"))
 import cluster  # noqa: E402
 
 NAMESPACE = "demo"
-SYSTEM = "mlops-system"
+SYSTEM = "mlops-demo"  # not mlops-system: the tests install there
 EXAMPLES = ROOT / "examples" / "demo"
 ON_REAL_NODE = {
     "nodeSelector": {"mlops.seed.dev/node": "real"},
@@ -70,7 +70,7 @@ def install_operator() -> None:
         **ON_REAL_NODE,
     }
     command = [helm, "--kubeconfig", str(cluster.KUBECONFIG), "upgrade", "--install",
-               "mlops-operator", str(ROOT / "charts" / "mlops-operator"), "-n", SYSTEM,
+               "demo", str(ROOT / "charts" / "mlops-operator"), "-n", SYSTEM,
                "--values", "-", "--wait", "--timeout=3m"]  # fmt: skip
     proc = subprocess.run(command, input=yaml.safe_dump(values), capture_output=True, text=True)
     if proc.returncode != 0:

@@ -37,6 +37,17 @@ class AlreadyExists(Exception):
     """Creating an object whose name is taken."""
 
 
+def retry_after(err: BaseException) -> float | None:
+    """Seconds a 429 (Too Many Requests) asks us to wait, or None."""
+    if not isinstance(err, ApiException) or err.status != 429:
+        return None
+    headers = err.headers or {}
+    try:
+        return max(0.0, float(headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
 @contextlib.contextmanager
 def _unless(status: int) -> Iterator[None]:
     """Ignore an API error of this HTTP status (404: already gone; 409: already there)."""

@@ -17,6 +17,7 @@ from typing import ParamSpec, TypeVar
 from prometheus_client import (
     REGISTRY,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     start_http_server,
@@ -42,6 +43,14 @@ RECONCILE_ERRORS = Counter(
     "mlops_operator_reconcile_errors",
     "Reconciles that raised (an API error, a conflict); the work queue runs them again.",
     ["kind"],
+)
+RETRIES = Counter(
+    "mlops_operator_workqueue_retries",
+    "Keys put back on the work queue after a failed reconcile, to run after their backoff.",
+)
+QUEUE_DEPTH = Gauge(
+    "mlops_operator_workqueue_depth",
+    "Objects waiting to be reconciled: queued now, or waiting out a retry's backoff.",
 )
 RECONCILE_SECONDS = Histogram(
     "mlops_operator_reconcile_duration_seconds",
@@ -100,6 +109,14 @@ def reconciled(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return timed
 
     return decorate
+
+
+def retried() -> None:
+    RETRIES.inc()
+
+
+def queue_depth(depth: int) -> None:
+    QUEUE_DEPTH.set(depth)
 
 
 def model_registered() -> None:

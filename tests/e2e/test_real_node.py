@@ -24,8 +24,7 @@ import yaml
 from sklearn.datasets import load_iris
 
 from mlops_operator.api.report import parse_report
-
-from .conftest import Cluster, local_cluster
+from tests.fixtures import Cluster, local_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "examples" / "iris" / "train.py"
@@ -109,7 +108,8 @@ def workspace(installed: str, real: Cluster) -> Iterator[str]:
                        "metadata": {"name": "s3-credentials"}, "data": secret["data"]})  # fmt: skip
     real.kubectl("wait", "-n", name, "--for=create", "serviceaccount/default", "--timeout=60s")
     yield name
-    real.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    # Wait while the operator still runs: it releases the finalizers of the Models it served.
+    real.kubectl("delete", "namespace", name, "--timeout=120s", timeout=150)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,16 @@
-"""The controllers' work queue: one reconcile per key at a time, none lost, none doubled."""
+"""The controllers' work queue: one reconcile per key at a time, none lost, none doubled;
+failures come back after a backoff, never dropped."""
 
 from __future__ import annotations
 
 import contextvars
 import threading
+import time
 
-from mlops_operator.controllers.common import WorkQueue
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from mlops_operator.controllers.workqueue import WorkQueue, backoff
 
 WAIT = 10  # seconds; every wait below ends as soon as its condition holds
 
@@ -83,3 +88,70 @@ def test_work_runs_in_the_context_it_was_added_from() -> None:
     queue.add("k", lambda: (seen.append(var.get()), done.set()))
     assert done.wait(WAIT)
     assert seen == ["from the handler"]
+
+
+def test_backoff_doubles_from_milliseconds_to_a_cap_of_minutes() -> None:
+    assert [backoff(n) for n in (1, 2, 3)] == [0.005, 0.01, 0.02]
+    assert backoff(30) == 300.0
+    assert backoff(10_000) == 300.0, "no overflow after a long outage"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionRefusedError("the API server is down"), ApiException(status=500), KeyError("bug")],
+)
+def test_a_failing_key_comes_back_until_it_succeeds(error: Exception) -> None:
+    """Any exception type, an API error or not: the key is retried, and its failures are
+    forgotten once it succeeds."""
+    queue, tries, done = WorkQueue(threads=1), [], threading.Event()
+
+    def flaky() -> None:
+        tries.append(1)
+        if len(tries) < 4:
+            raise error
+        done.set()
+
+    queue.add("k", flaky)
+    assert done.wait(WAIT)
+    assert len(tries) == 4
+    forgotten = threading.Event()
+    queue.add("other", forgotten.set)
+    assert forgotten.wait(WAIT)
+    assert queue.failures("k") == 0
+
+
+def test_a_429_waits_what_retry_after_asks() -> None:
+    queue, started, done = WorkQueue(threads=1), [], threading.Event()
+    slow_down = ApiException(status=429)
+    slow_down.headers = {"Retry-After": "0.3"}
+
+    def throttled() -> None:
+        started.append(time.monotonic())
+        if len(started) == 1:
+            raise slow_down
+        done.set()
+
+    queue.add("k", throttled)
+    assert done.wait(WAIT)
+    assert started[1] - started[0] >= 0.3
+
+
+def test_an_event_during_a_backoff_runs_at_once() -> None:
+    """A key waiting out a long backoff runs as soon as something new happens to it."""
+    queue, ran, failed, done = WorkQueue(threads=1), [], threading.Event(), threading.Event()
+    long_wait = ApiException(status=429)
+    long_wait.headers = {"Retry-After": "600"}
+
+    def first() -> None:
+        failed.set()
+        raise long_wait
+
+    queue.add("k", first)
+    assert failed.wait(WAIT)
+    deadline = time.monotonic() + WAIT
+    while queue.failures("k") == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)  # the worker is between the raise and the requeue
+    assert queue.depth() == 1, "waiting out its backoff, not dropped"
+    queue.add("k", lambda: (ran.append("news"), done.set()))
+    assert done.wait(WAIT)
+    assert ran == ["news"]

@@ -1,5 +1,5 @@
-"""Plumbing every controller shares: the work queue (one reconcile per object at a time,
-with retries), status writes, Events, clocks."""
+"""Plumbing every controller shares: the work queue they reconcile on, status writes,
+Events, clocks."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import contextvars
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
+from mlops_operator.controllers.workqueue import WorkQueue
 from mlops_operator.kube import POOL_SIZE, Body, Kube
 
 log = logging.getLogger(__name__)
@@ -42,85 +41,15 @@ def serialized(key: Hashable) -> Iterator[None]:
                 _locks[key] = (lock, users - 1)
 
 
-class WorkQueue:
-    """Objects to reconcile, by key, worked off by a pool of threads (client-go's workqueue).
-
-    A key is queued at most once and worked on by one thread at a time; a key added while
-    it is being worked on runs once more afterwards, and reads the object anew, so it sees
-    every change that came in between. Handlers only add keys and return at once: a watch
-    event never waits for a thread while holding its body (under a burst, thousands would).
-    Each work item runs in the context it was added from (kopf.event needs kopf's).
-    """
-
-    def __init__(self, threads: int) -> None:
-        self._threads = threads
-        self._cond = threading.Condition()
-        self._order: deque[Hashable] = deque()
-        self._queued: dict[Hashable, tuple[Callable[[], None], contextvars.Context]] = {}
-        self._busy: set[Hashable] = set()
-        self._started = False
-
-    def add(self, key: Hashable, work: Callable[[], None], *, first: bool = False) -> None:
-        """Queue `key` (at the back; at the front if `first`) unless it is queued already."""
-        with self._cond:
-            if not self._started:
-                for i in range(self._threads):
-                    threading.Thread(target=self._work, name=f"reconcile-{i}", daemon=True).start()
-                self._started = True
-            if key in self._queued:
-                return
-            self._queued[key] = (work, contextvars.copy_context())
-            if key not in self._busy:
-                if first:
-                    self._order.appendleft(key)
-                else:
-                    self._order.append(key)
-                self._cond.notify()
-
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._order:
-                    self._cond.wait()
-                key = self._order.popleft()
-                work, context = self._queued.pop(key)
-                self._busy.add(key)
-            try:
-                context.run(with_retries, work, str(key))
-            except Exception:  # a bug in one reconcile must not stop the others
-                log.exception("reconciling %s failed", key)
-            finally:
-                with self._cond:
-                    self._busy.discard(key)
-                    if key in self._queued:
-                        self._order.append(key)
-                        self._cond.notify()
-
-
 _queue = WorkQueue(POOL_SIZE)
 
 
 def enqueue(
     kind: str, namespace: str, name: str, work: Callable[[], None], *, first: bool = False
 ) -> None:
-    """Reconcile this object soon, on the work queue's threads (see WorkQueue); `first`
+    """Reconcile this object soon, on the work queue's threads (see workqueue.py); `first`
     puts it ahead of the queue, for an object nothing has been done for yet."""
     _queue.add((kind, namespace, name), work, first=first)
-
-
-def with_retries(work: Callable[[], None], what: str) -> None:
-    """A transient error must not lose work: the same reconcile again, a little later."""
-    for delay in (0.5, 1, 2, 4, 8, 16):
-        try:
-            work()
-            return
-        except ApiException as err:
-            log.warning("reconciling %s failed (%s %s); retrying", what, err.status, err.reason)
-            time.sleep(delay)
-        except kopf.TemporaryError as err:
-            log.warning("reconciling %s failed (%s); retrying", what, err)
-            time.sleep(delay)
-    work()
 
 
 def write_status(kube: Kube, plural: str, body: Body, old: Body, new: Body) -> bool:

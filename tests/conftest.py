@@ -1,0 +1,3 @@
+"""Fixtures shared by test directories: the local cluster (tests/fixtures.py)."""
+
+pytest_plugins = ["tests.fixtures"]
