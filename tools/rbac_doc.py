@@ -53,6 +53,8 @@ def table(text: str) -> str:
     for rule, (section, comment) in zip(rules, why, strict=True):
         groups = ", ".join(f"`{g}`" if g else "core" for g in rule["apiGroups"])
         resources = ", ".join(rule["resources"])
+        if rule.get("resourceNames"):
+            resources += f" (only {', '.join(f'`{n}`' for n in rule['resourceNames'])})"
         verbs = ", ".join(rule["verbs"])
         lines.append(f"| {section} | {groups} | {resources} | {verbs} | {comment} |")
     return "\n".join(lines)

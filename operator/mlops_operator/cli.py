@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -13,12 +14,13 @@ from pathlib import Path
 import kopf
 
 # Importing the package registers its handlers with kopf's default registry.
-import mlops_operator.controllers  # noqa: F401
-from mlops_operator import crdgen, logging_setup, metrics, storage
+from mlops_operator import controllers, crdgen, logging_setup, metrics, storage
 
 
 def _run(args: argparse.Namespace) -> int:
     logging_setup.configure(args.log_format, args.verbose)
+    if args.resync_seconds is not None:
+        os.environ[controllers.RESYNC_ENV] = str(args.resync_seconds)
     if args.metrics_port:
         metrics.serve(args.metrics_port, args.metrics_host)
     namespaces = args.namespace or []
@@ -98,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["text", "json"],
         default="text",
         help="json: one JSON object per line, for log collectors",
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=None,
+        help="reconcile every known object again this often, whatever the watches said"
+        " (default 300)",
     )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)

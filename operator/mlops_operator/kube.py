@@ -24,6 +24,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from mlops_operator import GROUP, VERSION
+from mlops_operator.builders.versions import LEDGER
 
 Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
@@ -31,10 +32,32 @@ APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: server-side apply 
 FIELD_MANAGER = "mlops-operator"
 MAX_TOMBSTONES = 10_000
 POOL_SIZE = 32
+# Every call has a deadline (seconds to connect, to read the answer): a hung connection
+# fails the reconcile, which the work queue retries, instead of holding its key forever.
+REQUEST_TIMEOUT = (5.0, 30.0)
+# How every call is made: raw JSON back (no model classes), and the deadline above.
+CALL: dict[str, Any] = {"_preload_content": False, "_request_timeout": REQUEST_TIMEOUT}
 
 
 class AlreadyExists(Exception):
     """Creating an object whose name is taken."""
+
+
+class Conflict(Exception):
+    """A write computed from an older version of the object than the server's (409)."""
+
+
+class Refused(Exception):
+    """The API server will not take this object as it is (400, 422): retrying the same
+    write cannot help. The message is the server's."""
+
+
+def _message(err: ApiException) -> str:
+    """The server's own message of a refusal (its Status object), else the HTTP reason."""
+    try:
+        return str(json.loads(err.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{err.status} {err.reason}"
 
 
 def retry_after(err: BaseException) -> float | None:
@@ -177,6 +200,11 @@ class Cache:
         with self._lock:
             return self._objects[kind].get((namespace, name))
 
+    def keys(self, kind: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every object of a kind the cache holds."""
+        with self._lock:
+            return sorted(self._objects[kind])
+
     def items(self, kind: str, namespace: str) -> list[Body] | None:
         """Every object of a kind in a namespace, or None if the cache was never filled
         for it (see `fill`)."""
@@ -210,6 +238,7 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.cache = Cache(index={"pods": JOB_NAME_LABEL})
+        self._ledgers: dict[str, Body | None] = {}
         # What we last applied to each child, and the version it left the object at.
         self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.core = client.CoreV1Api(api)
@@ -287,7 +316,7 @@ class Kube:
 
         def get() -> Any:
             return self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, _preload_content=False
+                GROUP, VERSION, namespace, plural, name, **CALL
             )
 
         return self._read(plural, namespace, name, fresh, get)
@@ -300,7 +329,7 @@ class Kube:
             if cached is not None:
                 return cached
         listed = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, _preload_content=False
+            GROUP, VERSION, namespace, plural, **CALL
         )
         items: list[Body] = _json(listed)["items"]
         self.cache.fill(plural, namespace, items)
@@ -308,7 +337,8 @@ class Kube:
 
     def create_custom(self, plural: str, body: Body) -> Body:
         """Create one of our objects. Not an echo to ignore: the controller of that kind
-        (another than the creator's) must take the new object over."""
+        (another than the creator's) must take the new object over. Raises AlreadyExists, or
+        Refused when the server rejects the object itself."""
         try:
             return self._wrote(
                 plural,
@@ -320,12 +350,14 @@ class Kube:
                     plural,
                     body,
                     field_manager=FIELD_MANAGER,
-                    _preload_content=False,
+                    **CALL,
                 ),
             )
         except ApiException as err:
             if err.status == 409:
                 raise AlreadyExists(body["metadata"]["name"]) from err
+            if err.status in (400, 422):
+                raise Refused(_message(err)) from err
             raise
 
     def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> None:
@@ -339,30 +371,81 @@ class Kube:
             patch,
             field_manager=FIELD_MANAGER,
             _content_type=MERGE_PATCH,
-            _preload_content=False,
+            **CALL,
         )
         self._wrote(plural, response)
 
-    def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> None:
-        """Merge-patch the status subresource; the operator never writes a user's spec."""
-        response = self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": status},
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE_PATCH,
-            _preload_content=False,
-        )
+    def patch_status(self, plural: str, body: Body, status: Body) -> None:
+        """Merge-patch the status subresource of `body`, computed from that very version of
+        it: the patch carries its resourceVersion, so a write based on a stale read (another
+        replica's, or one a newer change overtook) is refused with 409 instead of
+        overwriting newer state. Then the cache forgets the object, the next read goes to the
+        server, and the caller's reconcile fails and is retried. Never a user's spec."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
+        try:
+            response = self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
+                **CALL,
+            )
+        except ApiException as err:
+            if err.status == 409:
+                self.cache.forget(plural, namespace, name)
+                raise Conflict(f"{plural} {namespace}/{name} changed since it was read") from err
+            raise
         self._wrote(plural, response)
+
+    # --- the Model version ledger (builders/versions.py) ----------------------------
+
+    def get_ledger(self, namespace: str, *, fresh: bool = False) -> Body | None:
+        """The namespace's ledger ConfigMap, as we last wrote or read it (only this operator
+        writes it; a stale copy only costs a 409 and a fresh read)."""
+        if not fresh and namespace in self._ledgers:
+            return self._ledgers[namespace]
+        try:
+            body = _json(self.core.read_namespaced_config_map(LEDGER, namespace, **CALL))
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            body = None
+        self._ledgers[namespace] = body
+        return body
+
+    def write_ledger(self, body: Body) -> Body:
+        """Create the ledger, or replace it if unchanged since read (its resourceVersion);
+        Conflict if someone wrote it meanwhile."""
+        namespace = body["metadata"]["namespace"]
+        try:
+            if body["metadata"].get("resourceVersion"):
+                response = self.core.replace_namespaced_config_map(
+                    LEDGER, namespace, body, field_manager=FIELD_MANAGER, **CALL
+                )
+            else:
+                response = self.core.create_namespaced_config_map(
+                    namespace, body, field_manager=FIELD_MANAGER, **CALL
+                )
+        except ApiException as err:
+            if err.status == 409:
+                self._ledgers.pop(namespace, None)
+                raise Conflict(f"the version ledger of {namespace} changed") from err
+            raise
+        written = _json(response)
+        self._ledgers[namespace] = written
+        return written
 
     # --- built-in kinds ----------------------------------------------------------
 
     def get_job(self, namespace: str, name: str, *, fresh: bool = False) -> Body | None:
         def get() -> Any:
-            return self.batch.read_namespaced_job(name, namespace, _preload_content=False)
+            return self.batch.read_namespaced_job(name, namespace, **CALL)
 
         return self._read("jobs", namespace, name, fresh, get)
 
@@ -374,7 +457,7 @@ class Kube:
                     body["metadata"]["namespace"],
                     body,
                     field_manager=FIELD_MANAGER,
-                    _preload_content=False,
+                    **CALL,
                 ),
             )
         except ApiException as err:
@@ -391,7 +474,7 @@ class Kube:
                 patch,
                 field_manager=FIELD_MANAGER,
                 _content_type=MERGE_PATCH,
-                _preload_content=False,
+                **CALL,
             ),
         )
 
@@ -402,7 +485,7 @@ class Kube:
                 body["metadata"]["namespace"],
                 body,
                 field_manager=FIELD_MANAGER,
-                _preload_content=False,
+                **CALL,
             )
 
     def pods_of_job(self, namespace: str, job: str, *, fresh: bool = False) -> list[Body]:
@@ -410,7 +493,7 @@ class Kube:
         if not fresh:
             return self.cache.labelled("pods", namespace, job)
         listed = self.core.list_namespaced_pod(
-            namespace, label_selector=f"{JOB_NAME_LABEL}={job}", _preload_content=False
+            namespace, label_selector=f"{JOB_NAME_LABEL}={job}", **CALL
         )
         items: list[Body] = _json(listed)["items"]
         for pod in items:
@@ -419,9 +502,7 @@ class Kube:
 
     def list_pods(self, namespace: str, selector: str) -> list[Body]:
         """Pods matching a label selector, from the server (for what is not watched)."""
-        listed = self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False
-        )
+        listed = self.core.list_namespaced_pod(namespace, label_selector=selector, **CALL)
         items: list[Body] = _json(listed)["items"]
         return items
 
@@ -431,7 +512,7 @@ class Kube:
         so that afterwards a Deployment not in the cache does not exist (no GET for it)."""
         if self.cache.items("deployments", namespace) is None:
             listed = self.apps.list_namespaced_deployment(
-                namespace, label_selector=selector, _preload_content=False
+                namespace, label_selector=selector, **CALL
             )
             self.cache.fill("deployments", namespace, _json(listed)["items"])
         return self.cache.get("deployments", namespace, name)
@@ -459,7 +540,7 @@ class Kube:
             field_manager=FIELD_MANAGER,
             force=True,
             _content_type=APPLY_PATCH,
-            _preload_content=False,
+            **CALL,
         )
         self._applied[key] = (digest, _version_of(self._wrote(plural, response)))
 
@@ -471,6 +552,6 @@ class Kube:
         if if_cached and self.cache.get(plural, namespace, name) is None:
             return
         with _unless(404):
-            self._delete[kind](name, namespace, _preload_content=False)
+            self._delete[kind](name, namespace, **CALL)
         self.cache.forget(plural, namespace, name)
         self._applied.pop((plural, namespace, name), None)

@@ -408,3 +408,34 @@ def test_a_deleted_rendezvous_service_is_put_back(cluster: Cluster, op_namespace
     cluster.kubectl("delete", "-n", ns, "service/ddp-svc", "--wait=true")
     wait(cluster, ns, "service/ddp-svc", "create")
     assert get(cluster, ns, "service", "ddp-svc")["metadata"]["uid"] != uid
+
+
+def test_a_diverged_run_names_its_non_finite_metric(cluster: Cluster, op_namespace: str) -> None:
+    """What json.dumps writes for a diverged loss: the run ends with a clear outcome (the
+    API server could never store NaN), not a retry loop with the TrainingJob stuck Running."""
+    ns = op_namespace
+    diverged = '{"metrics": {"loss": NaN, "accuracy": 0.2}, "artifact": {"uri": "s3://b/m"}}'
+    apply(cluster, ns, trainingjob("diverged", sim={"sim.mlops.seed.dev/message": diverged}))
+    wait(cluster, ns, "tj/diverged", "condition=ModelRegistered=False")
+    ready = condition(get(cluster, ns, "tj", "diverged"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "OutputInvalid")
+    assert "metrics.loss" in ready["message"]
+    assert "finite" in ready["message"]
+    assert items(cluster, ns, "mdl") == []
+    assert ("Warning", "OutputInvalid") in events(cluster, ns, "diverged")
+
+
+def test_a_deleted_version_number_is_never_given_again(cluster: Cluster, op_namespace: str) -> None:
+    """For an audit trail a version means one artifact forever: deleting the newest Model
+    does not hand its number to the next run. The ledger says who had each number."""
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("first"))
+    wait(cluster, ns, "tj/first", "condition=Ready")
+    assert get(cluster, ns, "tj", "first")["status"]["registeredModel"] == "iris-v1"
+    cluster.kubectl("delete", "-n", ns, "mdl", "iris-v1")
+    apply(cluster, ns, trainingjob("second"))
+    wait(cluster, ns, "tj/second", "condition=Ready")
+    assert get(cluster, ns, "tj", "second")["status"]["registeredModel"] == "iris-v2"
+    ledger = get(cluster, ns, "configmap", "mlops-model-versions")
+    second_uid = get(cluster, ns, "tj", "second")["metadata"]["uid"]
+    assert ledger["data"]["iris"] == f"2 {second_uid}"

@@ -9,7 +9,7 @@ import pytest
 
 from mlops_operator.api import TrainingJob
 from mlops_operator.api.report import TrainingReport
-from mlops_operator.builders import registry, training
+from mlops_operator.builders import registry, training, versions
 from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import owned_by
 from mlops_operator.builders.training_status import (
@@ -351,10 +351,25 @@ def test_next_version_and_registered_by() -> None:
             "spec": {"modelName": "iris", "version": 4, "lineage": {"trainingJob": {"uid": UID}}},
         },
     ]
-    assert registry.next_version(models, "iris") == 5
-    assert registry.next_version([], "iris") == 1
+    assert versions.next_claim({}, "iris", "new", models) == (5, True)
+    assert versions.next_claim({}, "iris", "new", []) == (1, True)
     assert registry.registered_by(models, UID) == "iris-v4"
     assert registry.registered_by(models, "other") is None
+
+
+def test_version_numbers_are_never_given_twice() -> None:
+    """The ledger remembers numbers whose Models were deleted, and a run that crashed after
+    claiming a number gets that same number back."""
+    ledger = versions.with_claim({}, "iris", 9, "run-a")
+    assert versions.claim_of(ledger, "iris") == (9, "run-a")
+    assert versions.next_claim(ledger, "iris", "run-b", []) == (10, True), "v9 was deleted"
+    assert versions.next_claim(ledger, "iris", "run-a", []) == (9, False), "its own claim"
+    hand_made = [{"metadata": {"name": "iris-v12"}, "spec": {"modelName": "iris", "version": 12}}]
+    assert versions.next_claim(ledger, "iris", "run-b", hand_made) == (13, True)
+    assert versions.next_claim(ledger, "other-model", "run-b", []) == (1, True)
+    cm = versions.ledger("ml", ledger, "42")
+    assert cm["metadata"]["resourceVersion"] == "42", "an update fails if it changed meanwhile"
+    assert "resourceVersion" not in versions.ledger("ml", ledger, None)["metadata"]
 
 
 def test_only_a_job_we_control_is_ours() -> None:

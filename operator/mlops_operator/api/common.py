@@ -62,7 +62,11 @@ Quantity = Annotated[
     | Annotated[str, StringConstraints(max_length=64, pattern=QUANTITY)],
     Field(union_mode="left_to_right"),
 ]
-Metrics = Annotated[dict[MetricName, float], Field(max_length=64)]
+# Finite: JSON (and so the API server) has no NaN or infinity, which is what a diverged
+# training run's loss often is. Refused here, with the metric's name, not by the server.
+Metrics = Annotated[
+    dict[MetricName, Annotated[float, Field(allow_inf_nan=False)]], Field(max_length=64)
+]
 ModelFormat = Literal[
     "sklearn", "xgboost", "lightgbm", "pytorch", "onnx", "tensorflow", "huggingface", "custom"
 ]

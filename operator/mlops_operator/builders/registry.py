@@ -55,14 +55,6 @@ def build_model(tj: TrainingJob, report: TrainingReport, version: int) -> dict[s
     }
 
 
-def next_version(models: list[dict[str, Any]], model_name: str) -> int:
-    """One past the highest version of `model_name` among `models`."""
-    versions = [
-        int(m["spec"]["version"]) for m in models if m["spec"].get("modelName") == model_name
-    ]
-    return max(versions, default=0) + 1
-
-
 def registered_by(models: list[dict[str, Any]], uid: str) -> str | None:
     """The Model a TrainingJob with this uid already registered, if any."""
     for m in models:

@@ -4,13 +4,21 @@ Importing this package registers every handler with kopf's default registry.
 """
 
 import logging
+import os
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import kopf
 
 from mlops_operator.controllers import model, modeldeployment, trainingjob
+from mlops_operator.controllers.common import Ticker
 from mlops_operator.kube import Kube
+
+# How often every known object is reconciled again, whatever the watches said: a lost write
+# or a missed event is repaired within this time. `mlops-operator run --resync-seconds`.
+RESYNC_ENV = "MLOPS_RESYNC_SECONDS"
+DEFAULT_RESYNC_SECONDS = 300.0
 
 __all__ = ["model", "modeldeployment", "trainingjob"]
 
@@ -38,4 +46,28 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Our handlers post their own Events for lifecycle transitions (kopf.event); kopf's
     # per-handler "succeeded" chatter stays in the log and out of `kubectl describe`.
     settings.posting.level = logging.WARNING
-    memo["kube"] = Kube.connect()
+    # Deadlines on kopf's own calls and watches (unset, an idle watch can go silent forever,
+    # kopf#698): the server ends each watch after 5 minutes and kopf starts a new one; a
+    # connection that stops answering is dropped after 30 s more.
+    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.watching.connect_timeout = 10
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    kube = memo["kube"] = Kube.connect()
+    seconds = float(os.environ.get(RESYNC_ENV) or DEFAULT_RESYNC_SECONDS)
+    resync = Ticker("resync", seconds)
+    resync.want(("all", ""), partial(_resync, kube))
+
+
+def _resync(kube: Kube) -> None:
+    """Queue every cached object once more, echo or not (the queue coalesces duplicates)."""
+    for namespace, name in kube.cache.keys(trainingjob.PLURAL):
+        trainingjob.reconcile(kube, namespace, name)
+    for namespace, name in kube.cache.keys(modeldeployment.PLURAL):
+        modeldeployment.reconcile(kube, namespace, name)
+    by_namespace: dict[str, list[str]] = {}
+    for namespace, name in kube.cache.keys(model.PLURAL):
+        by_namespace.setdefault(namespace, []).append(name)
+    for namespace, names in by_namespace.items():
+        model.refresh(kube, namespace, names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -17,6 +18,9 @@ from mlops_operator.controllers.workqueue import WorkQueue
 from mlops_operator.kube import POOL_SIZE, Body, Kube
 
 log = logging.getLogger(__name__)
+
+# Fault tests only (tests/chaos): the process exits at this named point, as a crash would.
+FAULT_ENV = "MLOPS_FAULT_EXIT_AT"
 
 # Locks by key, kept only while someone holds or waits for them.
 _guard = threading.Lock()
@@ -58,8 +62,7 @@ def write_status(kube: Kube, plural: str, body: Body, old: Body, new: Body) -> b
         return False
     # Merge patch: a field the new status drops must be sent as null to be removed.
     patch: Body = {key: None for key in old if key not in new} | new
-    meta = body["metadata"]
-    kube.patch_status(plural, meta["namespace"], meta["name"], patch)
+    kube.patch_status(plural, body, patch)
     return True
 
 
@@ -115,3 +118,11 @@ class Ticker:
                     context.copy().run(work)
                 except Exception:  # one failure must not stop every other key's clock
                     log.exception("%s tick for %s/%s failed", self.name, *key)
+
+
+def maybe_exit_for_fault_test(point: str) -> None:
+    """Exit the process here if MLOPS_FAULT_EXIT_AT names this point (never set in
+    production): how the fault tests crash the operator between two writes."""
+    if os.environ.get(FAULT_ENV) == point:
+        log.error("fault test: exiting at %s", point)
+        os._exit(70)

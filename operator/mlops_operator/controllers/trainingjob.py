@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import TrainingJob, TrainingJobStatus, describe_errors
 from mlops_operator.api.report import ReportError, TrainingReport, parse_report
-from mlops_operator.builders import registry, training
+from mlops_operator.builders import registry, training, versions
 from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import Event, owned_by
 from mlops_operator.builders.training_status import (
@@ -38,11 +38,12 @@ from mlops_operator.builders.training_status import (
 )
 from mlops_operator.controllers.common import (
     enqueue,
+    maybe_exit_for_fault_test,
     post,
     serialized,
     write_status,
 )
-from mlops_operator.kube import AlreadyExists, Body, Kube
+from mlops_operator.kube import AlreadyExists, Body, Conflict, Kube, Refused
 
 PLURAL = "trainingjobs"
 TJ_LABEL = f"{GROUP}/trainingjob"
@@ -251,37 +252,55 @@ def _register(kube: Kube, tj: TrainingJob, observed: JobObservation) -> Outcome:
         return Outcome(registered_model=_create_model(kube, tj, report), report=report)
     except ValidationError as err:
         return Outcome(output_error="; ".join(describe_errors(err)), report=report)
+    except Refused as err:  # what only the server checks: a retry would be refused again
+        return Outcome(output_error=f"the API server refused the Model: {err}", report=report)
 
 
 def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
+    """Claim the next version in the namespace's ledger, then create the Model.
+
+    Versions are names (`<model>-v<N>`), so the API server arbitrates races on the Model;
+    the ledger (builders/versions.py) makes a number mean one artifact forever, even after
+    its Model is deleted. In this process registrations of one model take turns.
+    """
     namespace = tj.metadata.namespace or ""
     name, uid = tj.metadata.name or "", tj.metadata.uid or ""
     model_name = tj.spec.output.model_name
-    # Versions are names (<model>-v<N>), so the API server arbitrates races: whoever
-    # creates the name first owns that version; the others move to the next one. In this
-    # process, registrations of one model take turns, so they do not race each other.
     with serialized(("register", namespace, model_name)):
-        # All Models, not only labelled ones: hand-registered versions count too. The
-        # cache holds every Model that existed when it was filled plus every one created
-        # since (ours at once), so "already registered" is decided exactly once for the one
-        # operator that runs (the Deployment's Recreate strategy keeps it one).
+        # All Models, not only labelled ones: hand-registered versions count too. The cache
+        # holds every Model that existed when it was filled plus every one created since.
         models = kube.list_custom("models", namespace)
         already = registry.registered_by(models, uid)
         if already:
             return already
-        version = registry.next_version(models, model_name)
         for _ in range(MAX_REGISTER_TRIES):
+            current = kube.get_ledger(namespace)
+            data = dict((current or {}).get("data") or {})
+            version, record = versions.next_claim(data, model_name, uid, models)
+            if record:
+                rv = current["metadata"]["resourceVersion"] if current else None
+                claim = versions.with_claim(data, model_name, version, uid)
+                try:
+                    kube.write_ledger(versions.ledger(namespace, claim, rv))
+                except Conflict:
+                    continue  # another claim came first: read the ledger anew
+            maybe_exit_for_fault_test("after-ledger")
             manifest = registry.build_model(tj, report, version)
             try:
                 kube.create_custom("models", manifest)
-                metrics.model_registered()
-                return str(manifest["metadata"]["name"])
             except AlreadyExists:
                 taken = kube.get_custom("models", namespace, manifest["metadata"]["name"],
                                         fresh=True)  # fmt: skip
                 if taken is not None and registry.registered_by([taken], uid):
                     return str(manifest["metadata"]["name"])
-                version += 1
+                # Someone registered this number by hand: it counts, and the next try
+                # goes past it.
+                models = [*models, *([taken] if taken else [])]
+                kube.get_ledger(namespace, fresh=True)
+                continue
+            metrics.model_registered()
+            maybe_exit_for_fault_test("after-model")
+            return str(manifest["metadata"]["name"])
     raise kopf.TemporaryError(f"could not find a free version of {model_name} for {name}")
 
 
@@ -333,5 +352,5 @@ def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
         "observedGeneration": meta.get("generation"),
         "conditions": [c.wire() for c in conditions],
     }
-    kube.patch_status(PLURAL, meta["namespace"], meta["name"], status)
+    kube.patch_status(PLURAL, body, status)
     post(body, [Event("Warning", "InvalidSpec", message)])
