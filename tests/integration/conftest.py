@@ -48,11 +48,13 @@ class Operator:
         *,
         watch: str = f"{OPERATOR_PREFIX}-*",
         args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.log_path = log_path
         self.watch = watch
         self.args = list(args)
+        self.env = dict(env or {})
         self.kubeconfig = log_path.with_name("operator.kubeconfig")
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_url = ""
@@ -67,7 +69,7 @@ class Operator:
              f"--namespace={self.watch}", "--liveness-host=127.0.0.1",
              f"--liveness-port={port}", "--metrics-host=127.0.0.1",
              f"--metrics-port={metrics_port}", *self.args],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from mlops_operator.api.report import TrainingReport
+from mlops_operator.controllers.common import FAULT_ENV
 
 from .conftest import Cluster, Operator
 from .k8s import apply, condition, events, get, items, wait
@@ -439,3 +442,29 @@ def test_a_deleted_version_number_is_never_given_again(cluster: Cluster, op_name
     ledger = get(cluster, ns, "configmap", "mlops-model-versions")
     second_uid = get(cluster, ns, "tj", "second")["metadata"]["uid"]
     assert ledger["data"]["iris"] == f"2 {second_uid}"
+
+
+@pytest.mark.parametrize("point", ["after-ledger", "after-model"])
+def test_a_crash_between_two_registration_writes_registers_nothing_twice(
+    cluster: Cluster, op_namespace: str, operator: Operator, tmp_path: Path, point: str
+) -> None:
+    """The process dies right after claiming the version (after-ledger), or right after
+    creating the Model and before the TrainingJob's status says so (after-model): the next
+    process registers the same version, once."""
+    ns = op_namespace
+    operator.kill()
+    faulty = Operator(cluster, tmp_path / "faulty.log", env={FAULT_ENV: point})
+    try:
+        faulty.start()
+        apply(cluster, ns, trainingjob("crashy"))
+        assert faulty.proc is not None
+        assert faulty.proc.wait(timeout=120) == 70, faulty.log()
+        assert "registeredModel" not in (get(cluster, ns, "tj", "crashy").get("status") or {})
+        created = [m["metadata"]["name"] for m in items(cluster, ns, "mdl")]
+        assert created == ([] if point == "after-ledger" else ["iris-v1"])
+    finally:
+        faulty.stop()
+        operator.start()
+    wait(cluster, ns, "tj/crashy", "condition=Ready")
+    assert get(cluster, ns, "tj", "crashy")["status"]["registeredModel"] == "iris-v1"
+    assert [m["metadata"]["name"] for m in items(cluster, ns, "mdl")] == ["iris-v1"]

@@ -1,23 +1,15 @@
-"""The one place that talks to the API server.
+"""`Kube`: every call the operator makes to the API server.
 
-Everything goes in and out as plain dicts (the JSON the server speaks):
-builders produce dicts, controllers pass them through, and nothing pays for
-the client's model classes. Missing objects are None, not exceptions.
-
-Reads come from a cache, as in client-go's informers and controller-runtime's client:
-the watch events kopf already receives keep it current (controllers feed it), and every
-write stores the server's answer, so a reconcile sees its own writes at once. A miss is
+Everything goes in and out as plain dicts (the JSON the server speaks): builders produce
+dicts, controllers pass them through, and nothing pays for the client's model classes.
+Missing objects are None, not exceptions. Reads come from the cache (cache.py); a miss is
 read from the server. Bodies from the cache are shared: treat them as read-only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import threading
-from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -25,12 +17,13 @@ from kubernetes.client.exceptions import ApiException
 
 from mlops_operator import GROUP, VERSION
 from mlops_operator.builders.versions import LEDGER
+from mlops_operator.kube.applied import Applied
+from mlops_operator.kube.cache import Body, Cache
+from mlops_operator.kube.errors import AlreadyExists, Conflict, Refused, message_of, unless
 
-Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: server-side apply takes it
 FIELD_MANAGER = "mlops-operator"
-MAX_TOMBSTONES = 10_000
 POOL_SIZE = 32
 # Every call has a deadline (seconds to connect, to read the answer): a hung connection
 # fails the reconcile, which the work queue retries, instead of holding its key forever.
@@ -39,187 +32,9 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 CALL: dict[str, Any] = {"_preload_content": False, "_request_timeout": REQUEST_TIMEOUT}
 
 
-class AlreadyExists(Exception):
-    """Creating an object whose name is taken."""
-
-
-class Conflict(Exception):
-    """A write computed from an older version of the object than the server's (409)."""
-
-
-class Refused(Exception):
-    """The API server will not take this object as it is (400, 422): retrying the same
-    write cannot help. The message is the server's."""
-
-
-def _message(err: ApiException) -> str:
-    """The server's own message of a refusal (its Status object), else the HTTP reason."""
-    try:
-        return str(json.loads(err.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return f"{err.status} {err.reason}"
-
-
-def retry_after(err: BaseException) -> float | None:
-    """Seconds a 429 (Too Many Requests) asks us to wait, or None."""
-    if not isinstance(err, ApiException) or err.status != 429:
-        return None
-    headers = err.headers or {}
-    try:
-        return max(0.0, float(headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0
-
-
-@contextlib.contextmanager
-def _unless(status: int) -> Iterator[None]:
-    """Ignore an API error of this HTTP status (404: already gone; 409: already there)."""
-    try:
-        yield
-    except ApiException as err:
-        if err.status != status:
-            raise
-
-
 def _json(response: Any) -> Body:
     loaded: Body = json.loads(response.data)
     return loaded
-
-
-def _newer(body: Body, than: str) -> bool:
-    """Whether `body` is a later state of the object than resourceVersion `than`.
-
-    resourceVersions are formally opaque; the API server's are etcd revisions, so when
-    both are integers a smaller one is an older state (a watch event that arrives after
-    we stored our own write's answer). Anything else counts as newer.
-    """
-    try:
-        return int(body["metadata"]["resourceVersion"]) >= int(than)
-    except (KeyError, ValueError):
-        return True
-
-
-def _version_of(body: Body) -> str:
-    """What changes when someone else edits the object: its generation where the server
-    keeps one (status updates leave it), else its resourceVersion."""
-    meta = body["metadata"]
-    generation = meta.get("generation")
-    return f"g{generation}" if generation is not None else f"r{meta.get('resourceVersion')}"
-
-
-def _slim(kind: str, body: Body) -> Body:
-    """What the cache keeps of a body: not what is large and never read (managedFields; a
-    Job's pod template; a pod's spec). Shallow copies, so kopf's own body is untouched."""
-    meta = body.get("metadata") or {}
-    if "managedFields" in meta:
-        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-    if kind == "pods":
-        body = {k: v for k, v in body.items() if k != "spec"}
-    elif kind == "jobs" and "template" in (body.get("spec") or {}):
-        body = {**body, "spec": {k: v for k, v in body["spec"].items() if k != "template"}}
-    return body
-
-
-class Cache:
-    """The latest known body of each object we read, by kind ("jobs", "models", ...),
-    namespace and name; which namespaces of a kind it holds completely; and, for kinds in
-    `index`, the names by the value of one label (the pods of a Job)."""
-
-    def __init__(self, index: Mapping[str, str] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._objects: dict[str, dict[tuple[str, str], Body]] = defaultdict(dict)
-        self._index_label = dict(index or {})
-        self._index: dict[str, dict[tuple[str, str], set[str]]] = defaultdict(dict)
-        self._complete: set[tuple[str, str]] = set()
-        # resourceVersion of our own latest write to each object: its watch event is an echo.
-        self._written: dict[tuple[str, str, str], str] = {}
-        # Recently deleted objects (resourceVersion of the deletion), so that a LIST answered
-        # before the deletion cannot bring one back; the oldest are dropped past a bound.
-        self._gone: dict[tuple[str, str, str], str] = {}
-
-    def observe(self, kind: str, body: Body, *, ours: bool = False) -> None:
-        """Store a body seen in a watch event or returned by a write (`ours`)."""
-        meta = body["metadata"]
-        key = (meta.get("namespace") or "", meta["name"])
-        with self._lock:
-            gone = self._gone.get((kind, *key))
-            if gone is not None:
-                if not _newer(body, gone) or body["metadata"].get("resourceVersion") == gone:
-                    return
-                del self._gone[(kind, *key)]  # created again
-            known = self._objects[kind].get(key)
-            if known is None or _newer(body, known["metadata"].get("resourceVersion", "")):
-                self._objects[kind][key] = _slim(kind, body)
-                self._reindex(kind, key, known, body)
-            if ours:
-                self._written[(kind, *key)] = meta.get("resourceVersion", "")
-
-    def forget(self, kind: str, namespace: str, name: str, version: str = "") -> None:
-        """The object is gone: a DELETED event (with its resourceVersion), or our delete."""
-        with self._lock:
-            known = self._objects[kind].pop((namespace, name), None)
-            self._reindex(kind, (namespace, name), known, None)
-            self._written.pop((kind, namespace, name), None)
-            if version:
-                self._gone[(kind, namespace, name)] = version
-                if len(self._gone) > MAX_TOMBSTONES:
-                    del self._gone[next(iter(self._gone))]
-
-    def _reindex(self, kind: str, key: tuple[str, str], old: Body | None, new: Body | None) -> None:
-        label = self._index_label.get(kind)
-        if label is None:
-            return
-        index = self._index[kind]
-        namespace, name = key
-        for body, add in ((old, False), (new, True)):
-            value = ((body or {}).get("metadata", {}).get("labels") or {}).get(label)
-            if value is None:
-                continue
-            names = index.setdefault((namespace, value), set())
-            if add:
-                names.add(name)
-            else:
-                names.discard(name)
-                if not names:
-                    del index[(namespace, value)]
-
-    def labelled(self, kind: str, namespace: str, value: str) -> list[Body]:
-        """The objects of an indexed kind whose index label has this value."""
-        with self._lock:
-            names = self._index[kind].get((namespace, value)) or set()
-            return [self._objects[kind][(namespace, name)] for name in sorted(names)]
-
-    def is_echo(self, kind: str, body: Body) -> bool:
-        """Whether a watch event only shows our own latest write (nothing to react to)."""
-        meta = body["metadata"]
-        key = (kind, meta.get("namespace") or "", meta["name"])
-        with self._lock:
-            return bool(self._written.get(key) == meta.get("resourceVersion"))
-
-    def get(self, kind: str, namespace: str, name: str) -> Body | None:
-        with self._lock:
-            return self._objects[kind].get((namespace, name))
-
-    def keys(self, kind: str) -> list[tuple[str, str]]:
-        """(namespace, name) of every object of a kind the cache holds."""
-        with self._lock:
-            return sorted(self._objects[kind])
-
-    def items(self, kind: str, namespace: str) -> list[Body] | None:
-        """Every object of a kind in a namespace, or None if the cache was never filled
-        for it (see `fill`)."""
-        with self._lock:
-            if (kind, namespace) not in self._complete:
-                return None
-            return [body for (ns, _), body in self._objects[kind].items() if ns == namespace]
-
-    def fill(self, kind: str, namespace: str, listed: list[Body]) -> None:
-        """A LIST's answer: from now on the watch events keep this namespace complete
-        (kopf's watch started with the operator, before this LIST)."""
-        for body in listed:
-            self.observe(kind, body)
-        with self._lock:
-            self._complete.add((kind, namespace))
 
 
 # The plural (the cache's kind) of each built-in kind the serving children use.
@@ -239,8 +54,7 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.cache = Cache(index={"pods": JOB_NAME_LABEL})
         self._ledgers: dict[str, Body | None] = {}
-        # What we last applied to each child, and the version it left the object at.
-        self._applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._applied = Applied()  # what we last applied to each child
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -281,7 +95,7 @@ class Kube:
         if event["type"] == "DELETED":
             version = meta.get("resourceVersion", "")
             self.cache.forget(kind, meta.get("namespace") or "", meta["name"], version)
-            self._applied.pop((kind, meta.get("namespace") or "", meta["name"]), None)
+            self._applied.forget((kind, meta.get("namespace") or "", meta["name"]))
             return True
         echo = self.cache.is_echo(kind, body)
         self.cache.observe(kind, body)
@@ -357,7 +171,7 @@ class Kube:
             if err.status == 409:
                 raise AlreadyExists(body["metadata"]["name"]) from err
             if err.status in (400, 422):
-                raise Refused(_message(err)) from err
+                raise Refused(message_of(err)) from err
             raise
 
     def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> None:
@@ -480,7 +294,7 @@ class Kube:
 
     def ensure_service(self, body: Body) -> None:
         """Create the Service unless one of that name exists."""
-        with _unless(409):
+        with unless(409):
             self.core.create_namespaced_service(
                 body["metadata"]["namespace"],
                 body,
@@ -519,20 +333,12 @@ class Kube:
 
     def apply(self, body: Body) -> None:
         """Server-side apply: sets the fields we own, puts them back if edited, leaves the rest.
-
-        Skipped when we applied the very same manifest before and the object has not
-        changed since (its generation for kinds with a spec the server versions, otherwise
-        its resourceVersion; and our labels still on it): the server would change nothing.
-        """
+        Skipped when it would change nothing (applied.py)."""
         meta = body["metadata"]
         plural = PLURALS[body["kind"]]
         key = (plural, meta["namespace"], meta["name"])
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        live = self.cache.get(plural, meta["namespace"], meta["name"])
-        if live is not None and self._applied.get(key) == (digest, _version_of(live)):
-            labels = live["metadata"].get("labels") or {}
-            if all(labels.get(k) == v for k, v in (meta.get("labels") or {}).items()):
-                return
+        if self._applied.unchanged(key, body, self.cache.get(*key)):
+            return
         response = self._patch[body["kind"]](
             meta["name"],
             meta["namespace"],
@@ -542,7 +348,7 @@ class Kube:
             _content_type=APPLY_PATCH,
             **CALL,
         )
-        self._applied[key] = (digest, _version_of(self._wrote(plural, response)))
+        self._applied.record(key, body, self._wrote(plural, response))
 
     def delete(self, kind: str, namespace: str, name: str, *, if_cached: bool = False) -> None:
         """Delete if present. With `if_cached`, only if the cache holds it: for children
@@ -551,7 +357,7 @@ class Kube:
         plural = PLURALS[kind]
         if if_cached and self.cache.get(plural, namespace, name) is None:
             return
-        with _unless(404):
+        with unless(404):
             self._delete[kind](name, namespace, **CALL)
         self.cache.forget(plural, namespace, name)
-        self._applied.pop((plural, namespace, name), None)
+        self._applied.forget((plural, namespace, name))

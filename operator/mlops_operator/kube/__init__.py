@@ -1,0 +1,18 @@
+"""The one place that talks to the API server: the client (client.py), its read cache
+(cache.py) and what its errors mean (errors.py)."""
+
+from mlops_operator.kube.cache import Body, Cache
+from mlops_operator.kube.client import CALL, POOL_SIZE, Kube
+from mlops_operator.kube.errors import AlreadyExists, Conflict, Refused, retry_after
+
+__all__ = [
+    "CALL",
+    "POOL_SIZE",
+    "AlreadyExists",
+    "Body",
+    "Cache",
+    "Conflict",
+    "Kube",
+    "Refused",
+    "retry_after",
+]
