@@ -105,7 +105,7 @@ demo: venv ## The whole lifecycle on the real node: cluster, images, Helm instal
 
 run: cluster ## Bring up the local cluster, install the CRDs, run the operator against it
 	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side --force-conflicts -f crds/
-	KUBECONFIG=$(KUBECONFIG_LOCAL) $(BIN)/mlops-operator run --standalone
+	KUBECONFIG=$(KUBECONFIG_LOCAL) $(BIN)/mlops-operator run --no-leader-elect
 
 kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simulated nodes
 	mkdir -p .cluster

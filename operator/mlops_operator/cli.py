@@ -6,15 +6,19 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import kopf
 
 # Importing the package registers its handlers with kopf's default registry.
-from mlops_operator import controllers, crdgen, logging_setup, metrics, storage
+from mlops_operator import controllers, crdgen, health, logging_setup, metrics, storage
+from mlops_operator.kube import Kube
+from mlops_operator.leader import LeaderElection
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -29,6 +33,26 @@ def _run(args: argparse.Namespace) -> int:
     # through asyncio's wakeup socket, which thousands of handler-thread completions can
     # fill under load; the signal is then lost and the pod would only die by SIGKILL.
     stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    liveness = (args.liveness_host, args.liveness_port)
+    election = None
+    if args.leader_elect:
+        election = LeaderElection(
+            Kube.api_client(), args.lease_namespace, args.lease_name, _identity()
+        )
+        # A standby is alive too: its kubelet must not restart it while it waits.
+        with health.serve_while_waiting(*liveness):
+            if not election.acquire(stop):
+                return 0
+    lost = threading.Event()
+
+    def lose() -> None:
+        lost.set()
+        stop.set()
+
+    if election is not None:
+        threading.Thread(target=election.keep, args=(stop, lose), name="lease", daemon=True).start()
     failed: list[BaseException] = []
 
     def operate() -> None:
@@ -37,23 +61,31 @@ def _run(args: argparse.Namespace) -> int:
                 kopf.operator(
                     clusterwide=not namespaces,
                     namespaces=namespaces,
-                    liveness_endpoint=f"http://{args.liveness_host}:{args.liveness_port}/healthz",
-                    standalone=args.standalone,
+                    liveness_endpoint=f"http://{liveness[0]}:{liveness[1]}/healthz",
+                    standalone=True,  # one replica reconciles: the Lease decides which
                     stop_flag=stop,
+                    memo=kopf.Memo(fence=election.leading if election else None),
                 )
             )
         except BaseException as err:  # reported by the main thread, as its exit code
             failed.append(err)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     operator = threading.Thread(target=operate, name="kopf")
     operator.start()
     while operator.is_alive():
         operator.join(timeout=1.0)
+    if election is not None:
+        election.release()
     if failed:
         raise failed[0]
-    return 0
+    # Lost the Lease: exit non-zero, so the kubelet starts this replica again as a standby.
+    return 1 if lost.is_set() else 0
+
+
+def _identity() -> str:
+    """This replica's name in the Lease: the pod's (HOSTNAME) and a random suffix, so that a
+    restarted process is never mistaken for the one before it."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -86,8 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--standalone",
         action="store_true",
-        help="skip kopf peering (only one operator replica may run)",
+        help="(kept for compatibility: kopf peering is always off; the Lease elects the leader)",
     )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconcile only while holding the Lease, so replicas take over from each other"
+        " (default on; --no-leader-elect for a single process in development)",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "mlops-system",
+        help="namespace of the leader Lease (default: $POD_NAMESPACE, else mlops-system)",
+    )
+    run.add_argument("--lease-name", default="mlops-operator", help="name of the leader Lease")
     run.add_argument(
         "--metrics-port",
         type=int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -53,7 +54,14 @@ class Operator:
         self.cluster = cluster
         self.log_path = log_path
         self.watch = watch
-        self.args = list(args)
+        # A Lease of its own unless told otherwise: test operators that watch different
+        # namespaces must not wait for each other's Lease.
+        lease = (
+            []
+            if any(a.startswith("--lease-name") for a in args)
+            else [f"--lease-name=test-{uuid.uuid4().hex[:8]}"]
+        )
+        self.args = [*args, *lease]
         self.env = dict(env or {})
         self.kubeconfig = log_path.with_name("operator.kubeconfig")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -101,7 +101,8 @@ def test_kustomize_install_rolls_out(crds: Cluster, copies_current: None) -> Non
     finally:
         # Keep the namespace and RBAC: the test operator runs as that ServiceAccount.
         crds.kubectl("delete", "-n", NAMESPACE, "deployment/mlops-operator",
-                     "service/mlops-operator-metrics", "--wait=true")  # fmt: skip
+                     "service/mlops-operator-metrics", "poddisruptionbudget/mlops-operator",
+                     "--wait=true")  # fmt: skip
 
 
 def test_helm_lint(helm: Helm) -> None:
@@ -119,18 +120,24 @@ def test_helm_template_passes_server_side_dry_run(
 def test_helm_and_kustomize_install_the_same_operator(helm: Helm, crds: Cluster) -> None:
     chart, kustomize = helm.template("--include-crds"), kustomized(crds)
     assert one(chart, "ClusterRole")["rules"] == one(kustomize, "ClusterRole")["rules"]
+    assert one(chart, "Role")["rules"] == one(kustomize, "Role")["rules"], "the leader Lease"
     crd_names = sorted(d["metadata"]["name"] for d in chart if d["kind"].startswith("CustomRes"))
     assert crd_names == sorted(
         d["metadata"]["name"] for d in kustomize if d["kind"].startswith("CustomRes")
     )
     pods = [one(docs, "Deployment")["spec"]["template"]["spec"] for docs in (chart, kustomize)]
     containers = [pod["containers"][0] for pod in pods]
-    for key in ("args", "ports", "livenessProbe", "resources", "securityContext", "volumeMounts"):
+    for key in ("args", "env", "ports", "livenessProbe", "readinessProbe", "resources",
+                "securityContext", "volumeMounts"):  # fmt: skip
         assert containers[0][key] == containers[1][key], key
     for key in ("securityContext", "volumes"):
         assert pods[0][key] == pods[1][key], key
-    strategies = [one(docs, "Deployment")["spec"]["strategy"] for docs in (chart, kustomize)]
-    assert strategies[0] == strategies[1] == {"type": "Recreate"}
+    specs = [one(docs, "Deployment")["spec"] for docs in (chart, kustomize)]
+    assert specs[0]["strategy"] == specs[1]["strategy"]
+    assert specs[0]["replicas"] == specs[1]["replicas"] == 2, "a leader and a standby"
+    assert (
+        one(chart, "PodDisruptionBudget")["spec"] == one(kustomize, "PodDisruptionBudget")["spec"]
+    )
     assert one(chart, "Service")["spec"]["ports"] == one(kustomize, "Service")["spec"]["ports"]
 
 
@@ -146,7 +153,7 @@ def test_chart_values_shape_the_command_line(helm: Helm) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["replicas=2", "logFormat=xml", "image.pullPolicy=Sometimes", "unknownKey=1"]
+    "value", ["replicas=11", "logFormat=xml", "image.pullPolicy=Sometimes", "unknownKey=1"]
 )
 def test_the_values_schema_rejects(helm: Helm, value: str) -> None:
     proc = helm("template", "mlops", str(CHART), "--set", value, check=False)

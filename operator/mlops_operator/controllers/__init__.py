@@ -54,7 +54,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.connect_timeout = 10
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    kube = memo["kube"] = Kube.connect()
+    kube = memo["kube"] = Kube.connect(fence=memo.get("fence"))
     seconds = float(os.environ.get(RESYNC_ENV) or DEFAULT_RESYNC_SECONDS)
     resync = Ticker("resync", seconds)
     resync.want(("all", ""), partial(_resync, kube))

@@ -9,7 +9,7 @@ read from the server. Bodies from the cache are shared: treat them as read-only.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -19,7 +19,14 @@ from mlops_operator import GROUP, VERSION
 from mlops_operator.builders.versions import LEDGER
 from mlops_operator.kube.applied import Applied
 from mlops_operator.kube.cache import Body, Cache
-from mlops_operator.kube.errors import AlreadyExists, Conflict, Refused, message_of, unless
+from mlops_operator.kube.errors import (
+    AlreadyExists,
+    Conflict,
+    NotLeader,
+    Refused,
+    message_of,
+    unless,
+)
 
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML: server-side apply takes it
@@ -51,7 +58,8 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, fence: Callable[[], bool] | None = None) -> None:
+        self._fence = fence
         self.cache = Cache(index={"pods": JOB_NAME_LABEL})
         self._ledgers: dict[str, Body | None] = {}
         self._applied = Applied()  # what we last applied to each child
@@ -75,8 +83,13 @@ class Kube:
         }
 
     @classmethod
-    def connect(cls) -> Kube:
-        """In a pod: its ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config."""
+    def connect(cls, fence: Callable[[], bool] | None = None) -> Kube:
+        """In a pod: its ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config. `fence`:
+        asked before every write (the leader election's `leading`)."""
+        return cls(cls.api_client(), fence)
+
+    @staticmethod
+    def api_client() -> client.ApiClient:
         configuration = client.Configuration()
         try:
             config.load_incluster_config(client_configuration=configuration)
@@ -85,7 +98,12 @@ class Kube:
         # One kept-alive connection per handler thread: a smaller pool (the client's default
         # is 5 per core) drops connections under load, and each new one is a TLS handshake.
         configuration.connection_pool_maxsize = POOL_SIZE
-        return cls(client.ApiClient(configuration))
+        return client.ApiClient(configuration)
+
+    def _may_write(self) -> None:
+        """A replica that is not (or no longer) the leader writes nothing, at once."""
+        if self._fence is not None and not self._fence():
+            raise NotLeader("this replica does not hold the leader Lease")
 
     def seen(self, kind: str, event: Mapping[str, object]) -> bool:
         """Feed one watch event ({"type", "object"}) into the cache; returns whether it is
@@ -153,6 +171,7 @@ class Kube:
         """Create one of our objects. Not an echo to ignore: the controller of that kind
         (another than the creator's) must take the new object over. Raises AlreadyExists, or
         Refused when the server rejects the object itself."""
+        self._may_write()
         try:
             return self._wrote(
                 plural,
@@ -176,6 +195,7 @@ class Kube:
 
     def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> None:
         """Merge-patch an object's metadata (finalizers); never its spec."""
+        self._may_write()
         response = self.custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -195,6 +215,7 @@ class Kube:
         replica's, or one a newer change overtook) is refused with 409 instead of
         overwriting newer state. Then the cache forgets the object, the next read goes to the
         server, and the caller's reconcile fails and is retried. Never a user's spec."""
+        self._may_write()
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
@@ -236,6 +257,7 @@ class Kube:
     def write_ledger(self, body: Body) -> Body:
         """Create the ledger, or replace it if unchanged since read (its resourceVersion);
         Conflict if someone wrote it meanwhile."""
+        self._may_write()
         namespace = body["metadata"]["namespace"]
         try:
             if body["metadata"].get("resourceVersion"):
@@ -264,6 +286,7 @@ class Kube:
         return self._read("jobs", namespace, name, fresh, get)
 
     def create_job(self, body: Body) -> Body:
+        self._may_write()
         try:
             return self._wrote(
                 "jobs",
@@ -280,6 +303,7 @@ class Kube:
             raise
 
     def patch_job(self, namespace: str, name: str, patch: Body) -> Body:
+        self._may_write()
         return self._wrote(
             "jobs",
             self.batch.patch_namespaced_job(
@@ -294,6 +318,7 @@ class Kube:
 
     def ensure_service(self, body: Body) -> None:
         """Create the Service unless one of that name exists."""
+        self._may_write()
         with unless(409):
             self.core.create_namespaced_service(
                 body["metadata"]["namespace"],
@@ -334,6 +359,7 @@ class Kube:
     def apply(self, body: Body) -> None:
         """Server-side apply: sets the fields we own, puts them back if edited, leaves the rest.
         Skipped when it would change nothing (applied.py)."""
+        self._may_write()
         meta = body["metadata"]
         plural = PLURALS[body["kind"]]
         key = (plural, meta["namespace"], meta["name"])
@@ -354,6 +380,7 @@ class Kube:
         """Delete if present. With `if_cached`, only if the cache holds it: for children
         whose watch feeds the cache, so that a reconcile does not send a DELETE each time
         for something that is not there (one that appears later wakes a reconcile)."""
+        self._may_write()
         plural = PLURALS[kind]
         if if_cached and self.cache.get(plural, namespace, name) is None:
             return

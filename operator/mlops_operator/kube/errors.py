@@ -17,6 +17,10 @@ class Conflict(Exception):
     """A write computed from an older version of the object than the server's (409)."""
 
 
+class NotLeader(Exception):
+    """This replica does not hold the leader Lease: it must not write."""
+
+
 class Refused(Exception):
     """The API server will not take this object as it is (400, 422): retrying the same
     write cannot help. The message is the server's."""
