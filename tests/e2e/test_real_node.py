@@ -147,14 +147,18 @@ def trainingjob(name: str, **spec: Any) -> dict[str, Any]:
 def test_the_operator_runs_from_its_image_under_helm(real: Cluster, installed: str) -> None:
     pods = kubectl_json(real, "get", "pods", "-n", installed,
                         "-l", "app.kubernetes.io/name=mlops-operator")["items"]  # fmt: skip
-    assert len(pods) == 1
-    pod = pods[0]
-    assert pod["spec"]["nodeName"] == local_cluster.realnode.NAME
-    assert pod["spec"]["containers"][0]["image"] == "localhost/mlops-operator:0.1.0"
-    assert pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    (status,) = pod["status"]["containerStatuses"]
-    assert status["ready"], status
-    assert status["restartCount"] == 0, "the liveness probe never failed"
+    assert len(pods) == 2, "a leader and a standby"
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == local_cluster.realnode.NAME
+        assert pod["spec"]["containers"][0]["image"] == "localhost/mlops-operator:0.1.0"
+        assert pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        (status,) = pod["status"]["containerStatuses"]
+        assert status["ready"], status
+        assert status["restartCount"] == 0, "the liveness probe never failed"
+    # One of them holds the Lease in the release's namespace: the pod's name and a suffix.
+    lease = kubectl_json(real, "get", "lease", "mlops-operator", "-n", installed)
+    holder = lease["spec"]["holderIdentity"]
+    (pod,) = [p for p in pods if holder.startswith(p["metadata"]["name"] + "-")]
     # Through the API server's proxy, as Prometheus or a person would reach them.
     api = f"/api/v1/namespaces/{installed}"
     pod_name = pod["metadata"]["name"]

@@ -137,14 +137,17 @@ from_binary() {
   buildah commit --quiet --format docker "$c" "$tag" >/dev/null
   buildah rm "$c" >/dev/null
   save "$name" "$tag"
+  buildah rmi --force "$tag" >/dev/null
 }
 
-# build_from NAME TAG BUD-ARGS...: a Dockerfile built FROM the base.
+# build_from NAME TAG BUD-ARGS...: a Dockerfile built FROM the base. Once its archive is
+# saved the image leaves buildah's storage (vfs keeps full copies): only the base stays.
 build_from() {
   local name="$1" tag="$2"
   shift 2
   (cd "$root" && bud --build-arg "BASE=$BASE_IMAGE" -t "$tag" "$@")
   save "$name" "$tag"
+  buildah rmi --force "$tag" >/dev/null
 }
 
 node_bin="$(bash "$root/tools/cluster/build.sh" node)"
@@ -163,6 +166,8 @@ step mlserver "about 1.5 min" build_from mlserver "docker.io/seldonio/mlserver:$
   --build-arg "MLSERVER_VERSION=$MLSERVER_VERSION" -f "$here/mlserver/Dockerfile" "$here/mlserver"
 step s3 "seconds" from_binary s3 "localhost/versitygw:$VERSITYGW_VERSION" "$node_bin/versitygw" 65532
 step coredns "seconds" from_binary coredns "localhost/coredns:$COREDNS_VERSION" "$node_bin/coredns" 65532
+# Images of older builds (and anything left by an interrupted one) are garbage now.
+buildah rmi --prune --force >/dev/null 2>&1 || true
 # Archives of older keys are garbage now.
 for f in "$out"/*.tar; do
   keep=false

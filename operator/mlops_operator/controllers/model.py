@@ -61,7 +61,8 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
     if body is None:
         return
     serving = served_by(deployments, name)
-    if _sync_finalizer(kube, body, serving):
+    body, gone = _sync_finalizer(kube, body, serving)
+    if gone:
         return  # the last finalizer is gone: so is the Model
     if serving:
         # Sweep this namespace on a clock too: kopf stops watching a namespace that is
@@ -107,10 +108,11 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
             post(body, [Event("Warning", "DeletionBlocked" if blocked else reason, message)])
 
 
-def _sync_finalizer(kube: Kube, body: Body, serving: list[str]) -> bool:
+def _sync_finalizer(kube: Kube, body: Body, serving: list[str]) -> tuple[Body, bool]:
     """Hold a served Model's deletion; release it as soon as nothing serves it.
 
-    Returns whether that release let a deleting Model go.
+    Returns the Model as it is now (the status write that follows must carry its new
+    resourceVersion), and whether that release let a deleting Model go.
     """
     meta = body["metadata"]
     finalizers: list[str] = list(meta.get("finalizers") or [])
@@ -120,11 +122,11 @@ def _sync_finalizer(kube: Kube, body: Body, serving: list[str]) -> bool:
     elif not serving and held:
         wanted = [f for f in finalizers if f != IN_USE_FINALIZER]
     else:
-        return False
+        return body, False
     # resourceVersion makes this a compare-and-swap: another writer's finalizer is never lost.
     patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta["resourceVersion"]}}
-    kube.patch_custom(PLURAL, meta["namespace"], meta["name"], patch)
-    return bool(meta.get("deletionTimestamp")) and not wanted
+    patched = kube.patch_custom(PLURAL, meta["namespace"], meta["name"], patch)
+    return patched, bool(meta.get("deletionTimestamp")) and not wanted
 
 
 def _sweep(kube: Kube, namespace: str) -> None:

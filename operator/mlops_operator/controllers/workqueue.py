@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 
 from mlops_operator import metrics
-from mlops_operator.kube import retry_after
+from mlops_operator.kube import RETRYING, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class WorkQueue:
                 self._busy.add(key)
             failed: Exception | None = None
             try:
-                context.run(work)
+                context.run(self._run, work, key in self._failures)
             except Exception as err:  # any failure: the key comes back later, never lost
                 failed = err
             with self._cond:
@@ -132,6 +132,12 @@ class WorkQueue:
                     self._order.append(key)
                     self._cond.notify_all()
                 metrics.queue_depth(len(self._queued) + len(self._waiting))
+
+    @staticmethod
+    def _run(work: Work, retrying: bool) -> None:
+        """A retry reads its object from the server, not the cache (kube.RETRYING)."""
+        RETRYING.set(retrying)
+        work()
 
     def _retry(
         self, key: Hashable, work: Work, context: contextvars.Context, err: Exception

@@ -2,12 +2,13 @@
 (cache.py) and what its errors mean (errors.py)."""
 
 from mlops_operator.kube.cache import Body, Cache
-from mlops_operator.kube.client import CALL, POOL_SIZE, Kube
+from mlops_operator.kube.client import CALL, POOL_SIZE, RETRYING, Kube
 from mlops_operator.kube.errors import AlreadyExists, Conflict, Refused, retry_after
 
 __all__ = [
     "CALL",
     "POOL_SIZE",
+    "RETRYING",
     "AlreadyExists",
     "Body",
     "Cache",

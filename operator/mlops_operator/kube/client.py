@@ -8,6 +8,7 @@ read from the server. Bodies from the cache are shared: treat them as read-only.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -35,6 +36,9 @@ POOL_SIZE = 32
 # Every call has a deadline (seconds to connect, to read the answer): a hung connection
 # fails the reconcile, which the work queue retries, instead of holding its key forever.
 REQUEST_TIMEOUT = (5.0, 30.0)
+# Set while the work queue retries a failed reconcile: the object is then read from the
+# server, not the cache, so a retry sees what changed (or that the object is gone).
+RETRYING: contextvars.ContextVar[bool] = contextvars.ContextVar("retrying", default=False)
 # How every call is made: raw JSON back (no model classes), and the deadline above.
 CALL: dict[str, Any] = {"_preload_content": False, "_request_timeout": REQUEST_TIMEOUT}
 
@@ -151,7 +155,7 @@ class Kube:
                 GROUP, VERSION, namespace, plural, name, **CALL
             )
 
-        return self._read(plural, namespace, name, fresh, get)
+        return self._read(plural, namespace, name, fresh or RETRYING.get(), get)
 
     def list_custom(self, plural: str, namespace: str, *, fresh: bool = False) -> list[Body]:
         """Every object of a kind in a namespace: the cache's (filled by one LIST the first
@@ -193,7 +197,7 @@ class Kube:
                 raise Refused(message_of(err)) from err
             raise
 
-    def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> None:
+    def patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> Body:
         """Merge-patch an object's metadata (finalizers); never its spec."""
         self._may_write()
         response = self.custom.patch_namespaced_custom_object(
@@ -207,14 +211,14 @@ class Kube:
             _content_type=MERGE_PATCH,
             **CALL,
         )
-        self._wrote(plural, response)
+        return self._wrote(plural, response)
 
     def patch_status(self, plural: str, body: Body, status: Body) -> None:
         """Merge-patch the status subresource of `body`, computed from that very version of
         it: the patch carries its resourceVersion, so a write based on a stale read (another
         replica's, or one a newer change overtook) is refused with 409 instead of
-        overwriting newer state. Then the cache forgets the object, the next read goes to the
-        server, and the caller's reconcile fails and is retried. Never a user's spec."""
+        overwriting newer state. Then the object is read anew into the cache and the
+        caller's reconcile fails and is retried. Never a user's spec."""
         self._may_write()
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -233,7 +237,9 @@ class Kube:
             )
         except ApiException as err:
             if err.status == 409:
-                self.cache.forget(plural, namespace, name)
+                # Read it anew, so the retry computes from the server's state. (Not a
+                # forget: the cache must still list the object while it is re-read.)
+                self.get_custom(plural, namespace, name, fresh=True)
                 raise Conflict(f"{plural} {namespace}/{name} changed since it was read") from err
             raise
         self._wrote(plural, response)
