@@ -82,15 +82,21 @@ def build(component: str = "control-plane", *, cached_only: bool = False) -> Pat
     `cached_only` never builds: it raises NotBuilt instead. Tests use it, so that a cold
     build (minutes) never runs under a test's timeout; `make test` builds first.
     """
-    command = ["bash", str(HERE / "build.sh"), *(["--cached"] if cached_only else []), component]
-    # A real build's [build] progress lines go straight to the terminal (stderr).
+    out = _built(HERE / "build.sh", [component], cached_only=cached_only)
+    return Path(out.strip().splitlines()[-1])
+
+
+def _built(script: Path, args: list[str], *, cached_only: bool) -> str:
+    """Run a build script (with `--cached`: look up only, NotBuilt if missing); its stdout.
+    A real build's progress lines go straight to the terminal (stderr)."""
+    command = ["bash", str(script), *(["--cached"] if cached_only else []), *args]
     stderr = subprocess.PIPE if cached_only else None
     out = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
     if out.returncode == 3 and cached_only:
         raise NotBuilt(out.stderr.strip())
     if out.returncode != 0:
-        raise RuntimeError(f"build.sh {component} failed (exit {out.returncode}): {out.stderr}")
-    return Path(out.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{script.name} {' '.join(args)} failed (exit {out.returncode})")
+    return out.stdout
 
 
 def kubectl(
@@ -201,14 +207,7 @@ def up(*, cached_only: bool = False) -> None:
 def images(*, cached_only: bool = False) -> list[Path]:
     """The image archives of tools/images/build.sh (building missing ones unless
     `cached_only`, which raises NotBuilt instead)."""
-    command = ["bash", str(IMAGES), *(["--cached"] if cached_only else [])]
-    stderr = subprocess.PIPE if cached_only else None
-    out = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    if out.returncode == 3 and cached_only:
-        raise NotBuilt(out.stderr.strip())
-    if out.returncode != 0:
-        raise RuntimeError(f"tools/images/build.sh failed (exit {out.returncode}): {out.stderr}")
-    return [Path(line) for line in out.stdout.split()]
+    return [Path(line) for line in _built(IMAGES, [], cached_only=cached_only).split()]
 
 
 def real_node() -> realnode.RealNode:
