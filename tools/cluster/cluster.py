@@ -210,11 +210,6 @@ def images(*, cached_only: bool = False) -> list[Path]:
     return [Path(line) for line in _built(IMAGES, [], cached_only=cached_only).split()]
 
 
-def real_node() -> realnode.RealNode:
-    kube, node = build(cached_only=True), build("node", cached_only=True)
-    return realnode.RealNode(NODE_STATE, PKI, kube, node)
-
-
 def has_real_node() -> bool:
     """Whether this cluster runs the real node (realnode.unavailable() says why not)."""
     return (NODE_STATE / "ip").exists()

@@ -30,8 +30,6 @@ from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
 NAME = "realnode-0"
 LABEL = ("mlops.seed.dev/node", "real")
 TAINT = "mlops.seed.dev/real-node=true:NoSchedule"
@@ -41,8 +39,6 @@ CLUSTER_DNS = "10.0.0.10"
 CHAIN = "MLOPS-NODE"
 KUBELET_PORT = 10250
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet")
-# Images every real-node cluster has (tools/images/build.sh builds them).
-ADDONS = HERE / "realnode"
 
 
 def _log(message: str) -> None:
