@@ -91,7 +91,8 @@ binaries: ## Build the control plane, Helm and the real node's binaries into ~/.
 	bash tools/cluster/build.sh helm >/dev/null
 	bash tools/cluster/build.sh node >/dev/null
 
-images: binaries ## Build the real node's images with buildah (operator, trainer, MLServer, ...; no-op when cached)
+images: binaries venv ## Build the real node's images with buildah (operator, trainer, MLServer, ...; no-op when cached)
+	$(BIN)/python tools/cluster/cluster.py host-packages
 	bash tools/images/build.sh >/dev/null
 
 cluster: venv ## Start (or reuse) the local control plane; kubeconfig in .cluster/kubeconfig

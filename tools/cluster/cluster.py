@@ -210,6 +210,16 @@ def images(*, cached_only: bool = False) -> list[Path]:
     return [Path(line) for line in _built(IMAGES, [], cached_only=cached_only).split()]
 
 
+def install_host_packages() -> None:
+    """The Debian packages the real node and the image builds need (`make images` runs
+    this first), where the machine can run the real node at all."""
+    why = realnode.unavailable() if not has_real_node() else None
+    if why:
+        _log(f"no real node ({why}): no host packages needed")
+        return
+    realnode.ensure_host_packages(pinned_versions()["NODE_DEBIAN_PACKAGES"].strip('"').split())
+
+
 def has_real_node() -> bool:
     """Whether this cluster runs the real node (realnode.unavailable() says why not)."""
     return (NODE_STATE / "ip").exists()
@@ -221,7 +231,7 @@ def _real_node_up(bin_dir: Path, *, cached_only: bool) -> None:
     if why:
         _log(f"no real node ({why}): pods run on the kwok nodes only")
         return
-    realnode.ensure_host_packages(pinned_versions()["NODE_DEBIAN_PACKAGES"].strip('"').split())
+    install_host_packages()
     archives = images(cached_only=cached_only)
     node = realnode.RealNode(NODE_STATE, PKI, bin_dir, build("node", cached_only=cached_only))
     if not node.running():
@@ -347,10 +357,12 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "build"])
+    parser.add_argument("command", choices=["up", "down", "status", "build", "host-packages"])
     command = parser.parse_args().command
     if command == "build":
         print(build())
+    elif command == "host-packages":
+        install_host_packages()
     elif command == "up":
         up()
         print(
