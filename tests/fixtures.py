@@ -83,7 +83,9 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     yield from fresh_namespace(cluster, "t")
 
 
-def fresh_namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
+def fresh_namespace(cluster: Cluster, prefix: str, *, watched: bool | None = None) -> Iterator[str]:
+    """A namespace `<prefix>-<random>`, deleted afterwards; for one an operator `watched`
+    (default: the test operator's prefix), once its Models are gone too."""
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(cluster.api)
     core.create_namespace(
@@ -102,7 +104,7 @@ def fresh_namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
     cluster.kubectl("wait", "-n", name, "--for=create", "serviceaccount/default", "--timeout=60s")
     yield name
     core.delete_namespace(name, propagation_policy="Background")
-    if prefix == OPERATOR_PREFIX:
+    if prefix == OPERATOR_PREFIX if watched is None else watched:
         # While the operator still runs it must release the finalizers of served Models,
         # or the namespace could never go: wait until its Models are gone.
         custom = client.CustomObjectsApi(cluster.api)

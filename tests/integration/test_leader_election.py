@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures import fresh_namespace
+from tests.k8s import apply, get, items, wait
 
 from .conftest import Cluster, Operator
-from .k8s import apply, get, items, wait
 from .test_trainingjob import report, trainingjob
 
 LEASE_NAMESPACE = "mlops-system"

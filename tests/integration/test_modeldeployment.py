@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.k8s import apply, condition, events, get, items, wait
+
 from .conftest import Cluster
-from .k8s import apply, condition, events, get, items, wait
 from .test_trainingjob import report, trainingjob
 
 APPROVED = {"mlops.seed.dev/approved": "true"}

@@ -15,6 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_operator.api.report import TrainingReport
+from tests.fixtures import fresh_namespace
 
 from .conftest import Cluster, Operator
 
@@ -120,3 +121,36 @@ def test_json_logs_are_one_object_per_line_with_the_object_they_are_about(
     assert about, "no log line carries the TrainingJob"
     assert about[0]["object"]["namespace"] == logs_namespace
     assert about[0]["object"]["kind"] == "TrainingJob"
+
+
+def test_resync_reconciles_settled_objects_again_and_writes_nothing(
+    crds: Cluster, tmp_path: Path
+) -> None:
+    """Nothing waits for an event that never comes: every resync period each known object is
+    reconciled again, though no watch event says it changed (and an unchanged one is left
+    as it is)."""
+    namespace = next(fresh_namespace(crds, "rs"))
+    operator = Operator(crds, tmp_path / "operator.log", watch="rs-*",
+                        args=["--no-leader-elect", "--resync-seconds=1"])  # fmt: skip
+    operator.start()
+    try:
+        crds.kubectl("apply", "-n", namespace, "-f", "-", input=trainingjob("settled"))
+        crds.kubectl("wait", "-n", namespace, "--for=condition=Ready", "tj/settled",
+                     "--timeout=90s")  # fmt: skip
+        version = crds.kubectl("get", "-n", namespace, "tj/settled", "-o",
+                               "jsonpath={.metadata.resourceVersion}").stdout  # fmt: skip
+        name, labels = (
+            "mlops_operator_reconcile_total",
+            {"kind": "TrainingJob", "result": "success"},
+        )
+        start = value(scrape(operator.metrics_url), name, **labels)
+        deadline = time.monotonic() + 30
+        while value(scrape(operator.metrics_url), name, **labels) < start + 3:
+            assert time.monotonic() < deadline, "the settled TrainingJob was never resynced"
+            time.sleep(0.5)
+        again = crds.kubectl("get", "-n", namespace, "tj/settled", "-o",
+                             "jsonpath={.metadata.resourceVersion}").stdout  # fmt: skip
+        assert again == version, "a resync of an unchanged object wrote to it"
+    finally:
+        operator.stop()
+        crds.kubectl("delete", "namespace", namespace, "--wait=false")

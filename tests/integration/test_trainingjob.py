@@ -11,9 +11,9 @@ from kubernetes import client
 
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.controllers.common import FAULT_ENV
+from tests.k8s import apply, condition, events, get, items, wait
 
 from .conftest import Cluster, Operator
-from .k8s import apply, condition, events, get, items, wait
 
 DIGEST = "sha256:" + "ab" * 32
 INDEX = "batch.kubernetes.io/job-completion-index"

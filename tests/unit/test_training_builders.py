@@ -411,3 +411,16 @@ def test_resuming_announces_resumed() -> None:
                               observe(job_status(active=1), []), job_name="iris", attempts=1,
                               outcome=None, now=NOW)  # fmt: skip
     assert [e.reason for e in lifecycle_events(suspended, pending)] == ["Resumed"]
+
+
+def test_a_claim_still_being_registered_is_waited_for_not_skipped() -> None:
+    """A run that claimed v9 and crashed before creating its Model keeps v9: another run
+    waits for it rather than taking v10 and leaving a gap; a claim whose run has finished
+    (its Model was deleted since) is passed."""
+    ledger = versions.with_claim({}, "iris", 9, "run-a")
+    with pytest.raises(versions.ClaimInFlight) as raised:
+        versions.next_claim(ledger, "iris", "run-b", [], lambda uid: uid == "run-a")
+    assert (raised.value.version, raised.value.owner) == (9, "run-a")
+    assert versions.next_claim(ledger, "iris", "run-b", [], lambda uid: False) == (10, True)
+    made = [{"metadata": {"name": "iris-v9"}, "spec": {"modelName": "iris", "version": 9}}]
+    assert versions.next_claim(ledger, "iris", "run-b", made, lambda uid: True) == (10, True)

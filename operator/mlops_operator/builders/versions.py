@@ -6,11 +6,14 @@ Model was deleted. The ledger is a ConfigMap per namespace, `mlops-model-version
 each model name the last version handed out and the TrainingJob (uid) it went to:
 `iris: "7 0d3c…"`. Registering takes the next number by writing the ledger first, with its
 resourceVersion (compare-and-swap), then creates the Model: a pass that crashed between the
-two finds its own claim and uses that number; one that lost a race reads anew.
+two finds its own claim and uses that number; one that lost a race reads anew. A claim whose
+run is still registering (it crashed between the two writes, and another run got to the ledger
+first after the restart) is waited for, not skipped: numbers stay gap-free.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 LEDGER = "mlops-model-versions"
@@ -22,18 +25,35 @@ def claim_of(data: dict[str, str], model_name: str) -> tuple[int, str]:
     return int(last), owner
 
 
+class ClaimInFlight(Exception):
+    """The last number handed out has no Model yet and its run is still registering."""
+
+    def __init__(self, model_name: str, version: int, owner: str) -> None:
+        super().__init__(f"version {version} of {model_name} is being registered by another run")
+        self.version, self.owner = version, owner
+
+
 def next_claim(
-    data: dict[str, str], model_name: str, uid: str, models: list[dict[str, Any]]
+    data: dict[str, str],
+    model_name: str,
+    uid: str,
+    models: list[dict[str, Any]],
+    registering: Callable[[str], bool] = lambda _: False,
 ) -> tuple[int, bool]:
     """The version this TrainingJob registers as, and whether the ledger must record it.
 
     Past both the ledger and every Model that exists (hand-registered ones are not in the
-    ledger); the same number again for the run that already claimed it.
+    ledger); the same number again for the run that already claimed it. If the last claim
+    has no Model and its run (by uid) is `registering` still, raises ClaimInFlight: that run
+    will use the number, and this one goes after it.
     """
     last, owner = claim_of(data, model_name)
     if owner == uid and last:
         return last, False
-    return max(last, highest(models, model_name)) + 1, True
+    top = highest(models, model_name)
+    if last > top and owner and registering(owner):
+        raise ClaimInFlight(model_name, last, owner)
+    return max(last, top) + 1, True
 
 
 def highest(models: list[dict[str, Any]], model_name: str) -> int:

@@ -276,7 +276,16 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
         for _ in range(MAX_REGISTER_TRIES):
             current = kube.get_ledger(namespace)
             data = dict((current or {}).get("data") or {})
-            version, record = versions.next_claim(data, model_name, uid, models)
+            try:
+                version, record = versions.next_claim(
+                    data, model_name, uid, models, partial(_registering, kube, namespace)
+                )
+            except versions.ClaimInFlight as err:
+                # Let the run that holds the number register first; this one comes back.
+                owner = _by_uid(kube, namespace, err.owner)
+                if owner is not None:
+                    reconcile(kube, namespace, owner["metadata"]["name"], first=True)
+                raise
             if record:
                 rv = current["metadata"]["resourceVersion"] if current else None
                 claim = versions.with_claim(data, model_name, version, uid)
@@ -302,6 +311,22 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
             maybe_exit_for_fault_test("after-model")
             return str(manifest["metadata"]["name"])
     raise kopf.TemporaryError(f"could not find a free version of {model_name} for {name}")
+
+
+def _by_uid(kube: Kube, namespace: str, uid: str) -> Body | None:
+    return next(
+        (tj for tj in kube.list_custom(PLURAL, namespace) if tj["metadata"].get("uid") == uid),
+        None,
+    )
+
+
+def _registering(kube: Kube, namespace: str, uid: str) -> bool:
+    """Whether the TrainingJob with this uid exists and has not finished: it may still
+    register a Model."""
+    tj = _by_uid(kube, namespace, uid)
+    return tj is not None and not is_finished(
+        TrainingJobStatus.model_validate(tj.get("status") or {})
+    )
 
 
 def _write_status(

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .conftest import Cluster
+from tests.fixtures import Cluster
 
 
 def apply(cluster: Cluster, namespace: str, *manifests: dict[str, Any]) -> None:

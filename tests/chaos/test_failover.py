@@ -1,0 +1,144 @@
+"""Two replicas; the leader SIGKILLed in the middle of a canary step and of a burst of
+registrations, again and again: the standby finishes both, no serving Deployment flaps,
+nothing is registered twice. Measures the failover time (kill to the new holder's Lease)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+
+from tests.fixtures import Cluster
+from tests.integration.test_modeldeployment import deployment, model, served_version
+from tests.k8s import apply, get
+
+from .conftest import LEASE_NAMESPACE, SCALE, Supervised, until
+from .registry import all_registered, assert_registered_once, runs, start_runs
+
+CANARY = {
+    "type": "Canary",
+    "canary": {"steps": [{"weight": 25, "pauseSeconds": 6}, {"weight": 50, "pauseSeconds": 6}]},
+}
+
+
+class SpecHistory:
+    """Every spec each Deployment of a namespace had, in order, from a watch: a flap (two
+    writers putting back each other's spec) shows as a spec that comes back."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self._apps = client.AppsV1Api(api)
+        self.namespace = namespace
+        self.specs: dict[str, list[str]] = {}
+        self._watch = watch.Watch()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        version = ""
+        while not self._stopped.is_set():
+            try:
+                for event in self._watch.stream(
+                    self._apps.list_namespaced_deployment, self.namespace,
+                    resource_version=version, timeout_seconds=300,
+                ):  # fmt: skip
+                    version = event["object"].metadata.resource_version
+                    if event["type"] != "DELETED":
+                        self._seen(event["object"])
+            except Exception:  # a watch that ended early: go on from where it was
+                continue
+
+    def _seen(self, deployment: Any) -> None:
+        spec = json.dumps(self._apps.api_client.sanitize_for_serialization(deployment.spec),
+                          sort_keys=True)  # fmt: skip
+        digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        seen = self.specs.setdefault(deployment.metadata.name, [])
+        if not seen or seen[-1] != digest:
+            seen.append(digest)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._watch.stop()
+
+    def flaps(self) -> dict[str, list[str]]:
+        return {name: specs for name, specs in self.specs.items() if len(set(specs)) < len(specs)}
+
+
+@pytest.fixture
+def history(crds: Cluster, chaos_namespace: str) -> Iterator[SpecHistory]:
+    specs = SpecHistory(crds.api, chaos_namespace)
+    yield specs
+    specs.stop()
+
+
+def holder(cluster: Cluster, lease: str) -> str:
+    leases = client.CoordinationV1Api(cluster.api)
+    try:
+        return leases.read_namespaced_lease(lease, LEASE_NAMESPACE).spec.holder_identity or ""
+    except client.ApiException:
+        return ""
+
+
+def new_holder(cluster: Cluster, lease: str, old: str) -> bool:
+    return holder(cluster, lease) not in ("", old)
+
+
+def canary_at(cluster: Cluster, ns: str, weight: int) -> bool:
+    return bool(
+        (get(cluster, ns, "mdep", "can")["status"].get("canary") or {}).get("weight") == weight
+    )
+
+
+def promoted(cluster: Cluster, ns: str, version: int) -> bool:
+    status = get(cluster, ns, "mdep", "can")["status"]
+    return status.get("currentVersion") == version and "canary" not in status
+
+
+def test_the_standby_finishes_what_the_killed_leader_started(
+    crds: Cluster,
+    replicas: tuple[Supervised, str],
+    chaos_namespace: str,
+    history: SpecHistory,
+    record: Callable[..., Any],
+) -> None:
+    pair, lease = replicas
+    ns = chaos_namespace
+    rng = random.Random(7)
+    rounds = SCALE.failovers
+    apply(crds, ns, *(model(v) for v in range(1, rounds + 2)))
+    apply(crds, ns, deployment("can", version=1, replicas=4, strategy=CANARY))
+    until(lambda: get(crds, ns, "mdep", "can")["status"].get("currentVersion") == 1, 90, "v1")
+    names: list[str] = []
+    failovers: list[float] = []
+    for version in range(2, rounds + 2):
+        apply(crds, ns, deployment("can", version=version, replicas=4, strategy=CANARY))
+        burst = [f"burst-{version}-{i}" for i in range(3)]
+        names += burst
+        start_runs(crds, ns, runs(burst, "burst", rng, (1, 6)))
+        until(partial(canary_at, crds, ns, 25), 60, f"the canary of version {version} at 25%")
+        who = until(lambda: holder(crds, lease), 30, "a leader")
+        leader = pair.holding(who)
+        killed = time.monotonic()
+        leader.kill()
+        until(partial(new_holder, crds, lease, who), 60, "a new leader", every=0.1)
+        failovers.append(time.monotonic() - killed)
+        until(partial(promoted, crds, ns, version), 120, f"version {version} promoted")
+        assert served_version(crds, ns, "can") == version
+
+    until(lambda: all_registered(crds, ns, names), 120, "every burst registered")
+    assert_registered_once(crds, ns, "burst", names)
+    assert not history.flaps(), f"a Deployment's spec came back: {history.flaps()}"
+    # Each rollout changes the stable Deployment three times (25%, 50%, promoted): no more.
+    changes = len(history.specs["can"]) - 1
+    assert changes == 3 * rounds, f"the stable Deployment changed {changes} times"
+    record(kills=rounds, failover_p50_s=round(statistics.median(failovers), 1),
+           failover_max_s=round(max(failovers), 1))  # fmt: skip
