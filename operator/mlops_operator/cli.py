@@ -64,7 +64,9 @@ def _run(args: argparse.Namespace) -> int:
                     liveness_endpoint=f"http://{liveness[0]}:{liveness[1]}/healthz",
                     standalone=True,  # one replica reconciles: the Lease decides which
                     stop_flag=stop,
-                    memo=kopf.Memo(fence=election.leading if election else None),
+                    memo=kopf.Memo(
+                        fence=election.leading if election else None, namespaces=namespaces
+                    ),
                 )
             )
         except BaseException as err:  # reported by the main thread, as its exit code

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.fixtures import OPERATOR_PREFIX, fresh_namespace
 from tests.k8s import apply, condition, events, get, items, wait
 
-from .conftest import Cluster
+from .conftest import Cluster, Operator
 from .test_trainingjob import report, trainingjob
 
 APPROVED = {"mlops.seed.dev/approved": "true"}
@@ -188,6 +189,19 @@ def test_deleting_a_served_model_waits(cluster: Cluster, op_namespace: str) -> N
 
     cluster.kubectl("delete", "-n", ns, "mdep/keep")
     wait(cluster, ns, "mdl/iris-v1", "delete")
+
+
+def test_a_namespace_serving_a_model_can_be_deleted(cluster: Cluster, operator: Operator) -> None:
+    """The served Model's finalizer must not keep its namespace from going, though the
+    ModelDeployment and the Model are deleted at once and kopf may stop watching there."""
+    ns = next(fresh_namespace(cluster, OPERATOR_PREFIX, watched=False))
+    apply(cluster, ns, model(1), deployment("last", version=1))
+    wait(cluster, ns, "mdep/last", "condition=Ready")
+    wait(cluster, ns, "mdl/iris-v1", "jsonpath={.metadata.finalizers[0]}=mlops.seed.dev/in-use")
+    cluster.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=90s", timeout=100)
+    gone = cluster.kubectl("get", "namespace", ns, check=False)
+    assert gone.returncode != 0
+    assert "NotFound" in gone.stderr
 
 
 def test_deleting_the_model_deployment_removes_its_children(

@@ -8,6 +8,7 @@ the Model starts being served and removed when it stops, so deleting an unserved
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from fnmatch import fnmatch
 from functools import partial
 from typing import Any
 
@@ -19,13 +20,12 @@ from mlops_operator.api import Model, ModelStatus, describe_errors
 from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.registry import model_readiness, served_by
-from mlops_operator.controllers.common import Ticker, enqueue, post, write_status
+from mlops_operator.controllers.common import enqueue, post, write_status
 from mlops_operator.kube import Body, Kube
 
 PLURAL = "models"
 MD_PLURAL = "modeldeployments"
 IN_USE_FINALIZER = f"{GROUP}/in-use"
-_sweeps = Ticker("in-use-sweep", 5.0)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -42,6 +42,36 @@ async def model_event(
     kube: Kube = memo["kube"]
     if kube.seen(PLURAL, event) and type != "DELETED":
         refresh(kube, namespace or "", [name])
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """A namespace being deleted: let its served Models go once nothing serves them.
+
+    kopf may stop watching a terminating namespace's objects before they are gone (it drops
+    a namespace matched by `--namespace` pattern as soon as its deletion has no blockers
+    listed), so the ModelDeployments' deletions may never be seen. The namespace controller
+    updates the namespace's status as its content goes; each update (and the listing at
+    startup) re-reads the held Models from the server.
+    """
+    watched = memo.get("namespaces") or ["*"]
+    if body.get("metadata", {}).get("deletionTimestamp") and any(
+        fnmatch(name, pattern) for pattern in watched
+    ):
+        kube: Kube = memo["kube"]
+        enqueue("Namespace", "", name, partial(_release_served, kube, name))
+
+
+def _release_served(kube: Kube, namespace: str) -> None:
+    # From the server: kopf may never have listed this namespace (a restart after its
+    # deletion began), and a namespace is terminating only for a few events.
+    held = [
+        model["metadata"]["name"]
+        for model in kube.list_custom(PLURAL, namespace, fresh=True)
+        if IN_USE_FINALIZER in (model["metadata"].get("finalizers") or [])
+    ]
+    if held:
+        refresh(kube, namespace, held, fresh=True)
 
 
 def refresh(kube: Kube, namespace: str, names: list[str], *, fresh: bool = False) -> None:
@@ -64,10 +94,6 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
     body, gone = _sync_finalizer(kube, body, serving)
     if gone:
         return  # the last finalizer is gone: so is the Model
-    if serving:
-        # Sweep this namespace on a clock too: kopf stops watching a namespace that is
-        # being deleted, and a served Model must not keep that namespace from going.
-        _sweeps.want((namespace, ""), partial(_sweep, kube, namespace))
     previous = ModelStatus.model_validate(body.get("status") or {})
     generation = body["metadata"].get("generation")
     try:
@@ -127,18 +153,3 @@ def _sync_finalizer(kube: Kube, body: Body, serving: list[str]) -> tuple[Body, b
     patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta["resourceVersion"]}}
     patched = kube.patch_custom(PLURAL, meta["namespace"], meta["name"], patch)
     return patched, bool(meta.get("deletionTimestamp")) and not wanted
-
-
-def _sweep(kube: Kube, namespace: str) -> None:
-    """Release deleting Models of this namespace that nothing serves any more."""
-    held = [
-        m
-        for m in kube.list_custom(PLURAL, namespace, fresh=True)
-        if IN_USE_FINALIZER in (m["metadata"].get("finalizers") or [])
-    ]
-    if not held:
-        _sweeps.want((namespace, ""), None)
-        return
-    deleting = [m["metadata"]["name"] for m in held if m["metadata"].get("deletionTimestamp")]
-    if deleting:
-        refresh(kube, namespace, deleting, fresh=True)
