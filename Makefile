@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help demo venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries images crds crds-check kind bench \
+.PHONY: help chaos demo venv mlserver-venv lint test test-unit test-integration run cluster cluster-down binaries images crds crds-check kind bench \
 	manifests manifests-check image-lint helm helm-lint fresh-check
 
 help: ## Show this help
@@ -117,6 +117,9 @@ kind: venv ## Use kind instead (needs Docker; untested here): kind + kwok-simula
 	  --node-lease-duration-seconds=40 >.cluster/kwok.log 2>&1 &
 	$(BIN)/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply -f tools/cluster/nodes.yaml
 	@echo "Run the tests on it: KUBECONFIG=$(KUBECONFIG_LOCAL) MLOPS_TEST_CLUSTER=existing make test"
+
+chaos: venv binaries images ## The fault tests at full size (200 runs and 20 kills, 10 failovers, 60 s outages): tests/chaos
+	MLOPS_CHAOS=full $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 fresh-check: ## `make test` in a fresh clone with every cache empty: what a new machine sees (wall time, peak disk)
 	bash tools/fresh-check.sh

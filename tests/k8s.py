@@ -41,3 +41,9 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 def events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
     listed = items(cluster, namespace, "events", f"--field-selector=involvedObject.name={name}")
     return [(e["type"], e["reason"]) for e in listed]
+
+
+def status(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    """The object's status; empty until the operator has written one."""
+    found: dict[str, Any] = get(cluster, namespace, kind, name).get("status") or {}
+    return found

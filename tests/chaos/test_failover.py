@@ -19,7 +19,7 @@ from kubernetes import client, watch
 
 from tests.fixtures import Cluster
 from tests.integration.test_modeldeployment import deployment, model, served_version
-from tests.k8s import apply, get
+from tests.k8s import apply, status
 
 from .conftest import LEASE_NAMESPACE, SCALE, Supervised, until
 from .registry import all_registered, assert_registered_once, runs, start_runs
@@ -93,14 +93,12 @@ def new_holder(cluster: Cluster, lease: str, old: str) -> bool:
 
 
 def canary_at(cluster: Cluster, ns: str, weight: int) -> bool:
-    return bool(
-        (get(cluster, ns, "mdep", "can")["status"].get("canary") or {}).get("weight") == weight
-    )
+    return bool((status(cluster, ns, "mdep", "can").get("canary") or {}).get("weight") == weight)
 
 
 def promoted(cluster: Cluster, ns: str, version: int) -> bool:
-    status = get(cluster, ns, "mdep", "can")["status"]
-    return status.get("currentVersion") == version and "canary" not in status
+    found = status(cluster, ns, "mdep", "can")
+    return found.get("currentVersion") == version and "canary" not in found
 
 
 def test_the_standby_finishes_what_the_killed_leader_started(
@@ -116,7 +114,7 @@ def test_the_standby_finishes_what_the_killed_leader_started(
     rounds = SCALE.failovers
     apply(crds, ns, *(model(v) for v in range(1, rounds + 2)))
     apply(crds, ns, deployment("can", version=1, replicas=4, strategy=CANARY))
-    until(lambda: get(crds, ns, "mdep", "can")["status"].get("currentVersion") == 1, 90, "v1")
+    until(lambda: status(crds, ns, "mdep", "can").get("currentVersion") == 1, 90, "v1")
     names: list[str] = []
     failovers: list[float] = []
     for version in range(2, rounds + 2):

@@ -17,20 +17,42 @@ from kubernetes import client
 
 from tests.fixtures import Cluster
 from tests.integration.test_modeldeployment import deployment, model, served_version
-from tests.k8s import apply, get
+from tests.k8s import apply, status
 
 from .conftest import LEASE_NAMESPACE, SCALE, Supervised, until
 from .registry import all_registered, assert_registered_once, runs, start_runs
 
 CANARY = {"type": "Canary", "canary": {"steps": [{"weight": 50, "pauseSeconds": 20}]}}
 
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+PLAIN_JOB = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"name": "plain"},
+    "spec": {
+        "template": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {"name": "main", "image": "registry.example/plain:1",
+                     "securityContext": RESTRICTED}
+                ],
+            }
+        }
+    },
+}  # fmt: skip
+
 
 def rolled_out(cluster: Cluster, namespace: str, version: int) -> bool:
-    md = get(cluster, namespace, "mdep", "web")
-    ready = any(
-        c["type"] == "Ready" and c["status"] == "True" for c in md["status"].get("conditions", [])
-    )
-    return ready and md["status"].get("currentVersion") == version and "canary" not in md["status"]
+    md = status(cluster, namespace, "mdep", "web")
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in md.get("conditions", []))
+    return ready and md.get("currentVersion") == version and "canary" not in md
 
 
 def renewed_since(cluster: Cluster, lease: str, since: datetime) -> bool:
@@ -55,7 +77,7 @@ def test_a_stopped_control_plane_loses_nothing(
     apply(crds, ns, deployment("web", version=2, replicas=2, strategy=CANARY))
     names = [f"before-{i}" for i in range(10)]
     start_runs(crds, ns, runs(names, "churn", rng, (5, 40)))
-    until(lambda: get(crds, ns, "mdep", "web")["status"].get("canary"), 60, "the canary")
+    until(lambda: status(crds, ns, "mdep", "web").get("canary"), 60, "the canary")
 
     stopped = controlplane.Component(component)
     stopped.kill()
@@ -69,8 +91,12 @@ def test_a_stopped_control_plane_loses_nothing(
     back, back_at = time.monotonic(), datetime.now(UTC)
     after = ["after-0"]
     start_runs(crds, ns, runs(after, "churn", rng, (1, 2)))
+    # The cluster's own pace after the fault: a plain Job, no operator involved.
+    apply(crds, ns, PLAIN_JOB)
     until(partial(renewed_since, crds, lease, back_at), 60, "a leader again")
     leading = time.monotonic() - back
+    until(lambda: status(crds, ns, "job", "plain").get("succeeded"), 240, "the plain Job")
+    plain = time.monotonic() - back
     until(lambda: all_registered(crds, ns, names + after), 240, "every run registered")
     until(lambda: rolled_out(crds, ns, 2), 120, "version 2 promoted")
     converged = time.monotonic() - back
@@ -82,5 +108,6 @@ def test_a_stopped_control_plane_loses_nothing(
     assert set(pair.exits) <= {1}, pair.exits
     assert len(pair.exits) <= lost, pair.exits
     record(component=component, outage_s=SCALE.outage_seconds,
-           leading_again_s=round(leading, 1), converged_s=round(converged, 1),
+           leading_again_s=round(leading, 1), plain_job_done_s=round(plain, 1),
+           converged_s=round(converged, 1),
            replica_exits=len(pair.exits))  # fmt: skip
