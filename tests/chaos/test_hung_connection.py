@@ -14,7 +14,7 @@ import yaml
 
 from tests.fixtures import Cluster
 from tests.integration.test_trainingjob import trainingjob
-from tests.k8s import apply
+from tests.k8s import apply, events, status
 from tests.operators import Operator
 
 from .conftest import PREFIX, until
@@ -47,6 +47,10 @@ def test_a_hung_call_is_retried_after_its_timeout(
     ns = chaos_namespace
     apply(crds, ns, trainingjob("warm"))  # the operator's connections are open and in use
     until(lambda: all_registered(crds, ns, ["warm"]), 60, "the first run registered")
+    # Quiet first, so that the next request sent is our reconcile's: kopf has posted the
+    # first run's Events and the Model controller has written the Model's status.
+    until(lambda: ("Normal", "ModelRegistered") in events(crds, ns, "warm"), 60, "its Events")
+    until(lambda: status(crds, ns, "mdl", "iris-v1").get("conditions"), 60, "the Model's status")
     proxy.hang_next()
     created = time.monotonic()
     apply(crds, ns, trainingjob("hung"))
