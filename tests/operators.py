@@ -64,8 +64,17 @@ class Operator:
     def restart(self) -> None:
         """Start the process again with the token it had (as a kubelet restarts a container:
         no API call needed, so this works while the API server is away)."""
+        for _ in range(3):
+            if self._launch():
+                return
+        raise AssertionError(f"no free port for the operator:\n{self.log()[-3000:]}")
+
+    def _launch(self) -> bool:
+        """Run the process until /healthz answers; False if a port we picked was taken
+        meanwhile (by any outgoing connection's ephemeral port): try others."""
         port, metrics_port = local_cluster.free_port(), local_cluster.free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator", "run", "--standalone",
@@ -79,7 +88,10 @@ class Operator:
         try:
             local_cluster.wait_healthy(f"http://127.0.0.1:{port}/healthz", self.proc)
         except RuntimeError as err:
+            if "Address already in use" in self.log()[start:]:
+                return False
             raise AssertionError(f"{err}:\n{self.log()}") from None
+        return True
 
     def kill(self) -> None:
         """SIGKILL: no graceful shutdown, as when a node dies under the operator."""
