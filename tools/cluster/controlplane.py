@@ -1,4 +1,4 @@
-"""Stop, freeze and start the local control plane's processes one at a time, for the fault
+"""Stop and start the local control plane's processes one at a time, for the fault
 tests (tests/chaos): the API server or etcd gone for a minute, as when a control-plane node
 reboots.
 
@@ -61,17 +61,6 @@ class Component:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} (pid {pid}) did not die")
             time.sleep(0.05)
-
-    def freeze(self) -> None:
-        """SIGSTOP: the process keeps its sockets but answers nothing (a hung server)."""
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGCONT)
 
     def start(self) -> None:
         """Run the component again as kwokctl ran it (no-op if it runs)."""
