@@ -1,6 +1,6 @@
 """Fixtures of the fault tests: operator replicas that come back when they exit (as their
-kubelet would start them again), the local control plane's processes to stop, and the
-figures each test measures.
+kubelet would start them again), namespaces they watch, and the figures each test measures
+(the control plane's processes are stopped through tools/cluster/controlplane.py).
 
 `make test` runs these at a size that fits CI; `make chaos` (MLOPS_CHAOS=full) at the size
 of docs/reliability.md. They run last in a session: they stop the API server and etcd.
