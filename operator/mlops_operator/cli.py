@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,16 @@ from pathlib import Path
 import kopf
 
 # Importing the package registers its handlers with kopf's default registry.
-from mlops_operator import controllers, crdgen, health, logging_setup, metrics, storage
+from mlops_operator import (
+    controllers,
+    crdgen,
+    health,
+    lineage,
+    logging_setup,
+    metrics,
+    registration,
+    storage,
+)
 from mlops_operator.kube import Kube
 from mlops_operator.leader import LeaderElection
 
@@ -174,7 +184,90 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("source", help="s3://, gs://, https:// URI or a local (PVC) path")
     fetch.add_argument("destination", help="directory the runtime reads the model from")
     fetch.set_defaults(func=_storage_init)
+
+    dataset = sub.add_parser("dataset", help="register Dataset versions from a data pipeline")
+    verbs = dataset.add_subparsers(dest="verb", required=True)
+    register = verbs.add_parser(
+        "register", help="digest the data at URI and register it as the next version"
+    )
+    _dataset_arguments(register)
+    register.set_defaults(func=_dataset_register)
+    watch = verbs.add_parser(
+        "watch",
+        help="register a new version only when the data at URI changed (for a CronJob;"
+        " --interval to keep watching)",
+    )
+    _dataset_arguments(watch)
+    watch.add_argument(
+        "--interval",
+        type=float,
+        default=0,
+        help="look again every this many seconds (default 0: look once and exit)",
+    )
+    watch.set_defaults(func=_dataset_watch)
+    lineage.add_parser(sub)
     return parser
+
+
+def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "uri", help="the data: one object or a prefix (s3://, gs://, https://, path)"
+    )
+    parser.add_argument("--name", required=True, help="the dataset's name (spec.datasetName)")
+    parser.add_argument("-n", "--namespace", help="default: the current context's namespace")
+    parser.add_argument("--format", help="csv, parquet, jsonl...; default: from the file names")
+    parser.add_argument("--rows", type=int, help="number of rows")
+    parser.add_argument("--schema", help="columns: name:type,name:type (or a JSON list)")
+    parser.add_argument("--description")
+    parser.add_argument("--code-revision", help="revision of the code that produced the data")
+    parser.add_argument("--image", help="the image that produced the data")
+    parser.add_argument("--source-uri", help="where the data was derived from")
+    parser.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="a label (repeatable)"
+    )
+
+
+def _register_once(args: argparse.Namespace) -> int:
+    try:
+        labels = dict(item.split("=", 1) for item in args.label)
+        lineage = {
+            key: value
+            for key, value in (
+                ("codeRevision", args.code_revision),
+                ("image", args.image),
+                ("sourceUri", args.source_uri),
+            )
+            if value
+        }
+        result = registration.register_dataset(
+            args.uri,
+            name=args.name,
+            namespace=args.namespace,
+            format=args.format,
+            rows=args.rows,
+            schema=registration.parse_schema(args.schema) if args.schema else None,
+            lineage=lineage,
+            description=args.description,
+            labels=labels,
+        )
+    except Exception as err:  # one clear line for the pipeline's log, and a failed exit
+        print(f"cannot register {args.uri}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    verb = "registered" if result.created else "unchanged: the newest version is"
+    print(f"dataset {args.name}: {verb} {result.name}")
+    return 0
+
+
+def _dataset_register(args: argparse.Namespace) -> int:
+    return _register_once(args)
+
+
+def _dataset_watch(args: argparse.Namespace) -> int:
+    while True:
+        status = _register_once(args)
+        if args.interval <= 0:
+            return status
+        time.sleep(args.interval)  # the watcher's own polling period
 
 
 def _storage_init(args: argparse.Namespace) -> int:

@@ -10,14 +10,10 @@ from pydantic import ValidationError
 from mlops_operator import api
 from tests.integration.invalid.cases import INVALID, UPDATES, Case
 
-RESOURCES: dict[str, type[api.TrainingJob | api.Model | api.ModelDeployment]] = {
-    "TrainingJob": api.TrainingJob,
-    "Model": api.Model,
-    "ModelDeployment": api.ModelDeployment,
-}
+RESOURCES: dict[str, type[api.common.Resource]] = {info.kind: info.resource for info in api.KINDS}
 
 
-def parse(manifest: dict[str, Any]) -> api.TrainingJob | api.Model | api.ModelDeployment:
+def parse(manifest: dict[str, Any]) -> Any:
     return RESOURCES[manifest["kind"]].model_validate(manifest)
 
 

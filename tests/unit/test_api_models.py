@@ -14,13 +14,13 @@ from mlops_operator import GROUP, VERSION, api
 from mlops_operator.api.common import ApiModel
 from tests.integration.invalid.cases import EXAMPLE_NAMES, example
 
-RESOURCES: dict[str, type[api.TrainingJob | api.Model | api.ModelDeployment]] = {
-    "TrainingJob": api.TrainingJob,
-    "Model": api.Model,
-    "ModelDeployment": api.ModelDeployment,
-}
+RESOURCES: dict[str, type[api.common.Resource]] = {info.kind: info.resource for info in api.KINDS}
 # Kubernetes spells acronyms in capitals, as the HorizontalPodAutoscaler does.
-ACRONYMS = {"target_cpu_utilization_percentage": "targetCPUUtilizationPercentage"}
+ACRONYMS = {
+    "target_cpu_utilization_percentage": "targetCPUUtilizationPercentage",
+    # `schema` on the wire; the Python name keeps clear of pydantic's BaseModel.schema.
+    "schema_": "schema",
+}
 # Maps whose keys are data, not field names.
 FREE_FORM = {"metrics", "hyperparameters", "labels", "annotations"}
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

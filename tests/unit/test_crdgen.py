@@ -101,7 +101,10 @@ def test_rule_field_paths_exist(name: str, schema: dict[str, Any]) -> None:
         for rule in node.get("x-kubernetes-validations", []):
             assert rule["message"]
             if "fieldPath" in rule:
-                assert rule["fieldPath"].lstrip(".") in node["properties"], (path, rule)
+                target = node
+                for part in rule["fieldPath"].lstrip(".").split("."):
+                    assert part in target["properties"], (path, rule)
+                    target = target["properties"][part]
 
 
 def test_conditions_are_a_list_map_keyed_by_type() -> None:
@@ -171,6 +174,8 @@ def test_expected_short_names() -> None:
         "TrainingJob": "tj",
         "Model": "mdl",
         "ModelDeployment": "mdep",
+        "Dataset": "ds",
+        "ContinuousTraining": "ct",
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mlops_operator.api import TrainingJob
+from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders import registry, training, versions
 from mlops_operator.builders.conditions import set_condition
@@ -330,9 +331,8 @@ def test_attempts_count_pods_for_one_node_and_jobs_for_several() -> None:
 def test_build_model_names_the_version_and_records_lineage() -> None:
     report = registered_outcome().report
     assert report is not None
-    model = registry.build_model(
-        tj(dataset={"uri": "s3://d/iris.csv"}).model_copy(), report, version=7
-    )
+    read = ResolvedDataset(uri="s3://d/iris.csv", name="iris-data", version=3)
+    model = registry.build_model(tj(dataset={"uri": "s3://d/iris.csv"}), report, 7, read)
     assert model["metadata"]["name"] == "iris-v7"
     assert model["metadata"]["labels"][registry.TRAININGJOB_UID_LABEL] == UID
     assert "ownerReferences" not in model["metadata"]
@@ -340,7 +340,11 @@ def test_build_model_names_the_version_and_records_lineage() -> None:
     assert (spec["modelName"], spec["version"], spec["keyMetric"]) == ("iris", 7, "accuracy")
     assert spec["artifact"] == {"uri": "s3://b/m", "format": "sklearn"}
     assert spec["lineage"]["trainingJob"] == {"name": "iris", "uid": UID}
-    assert spec["lineage"]["dataset"] == {"uri": "s3://d/iris.csv"}
+    assert spec["lineage"]["dataset"] == {
+        "uri": "s3://d/iris.csv",
+        "name": "iris-data",
+        "version": 3,
+    }
 
 
 def test_next_version_and_registered_by() -> None:

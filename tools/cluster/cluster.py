@@ -304,20 +304,25 @@ def _real_node_down(bin_dir: Path) -> None:
     realnode.RealNode(NODE_STATE, PKI, bin_dir, build("node", cached_only=True)).stop()
 
 
-def service_account_kubeconfig(path: Path, admin_kubeconfig: Path = KUBECONFIG) -> None:
-    """Write a kubeconfig that authenticates as the operator's ServiceAccount.
+def service_account_kubeconfig(
+    path: Path,
+    admin_kubeconfig: Path = KUBECONFIG,
+    account: tuple[str, str] | None = None,
+) -> None:
+    """Write a kubeconfig that authenticates as a ServiceAccount: by default the operator's.
 
-    manifests/rbac is applied first and the token comes from the TokenRequest API, so a
-    process using it has exactly what an installed operator has: the ClusterRole's rights.
+    For the operator's, manifests/rbac is applied first; the token comes from the
+    TokenRequest API, so a process using it has exactly what the account's roles grant.
     """
 
     def as_admin(*args: str) -> str:
         command = [kubectl_binary(), "--kubeconfig", str(admin_kubeconfig), *args]
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
-    as_admin("apply", "-k", str(ROOT / "manifests" / "rbac"))
-    namespace, account = OPERATOR_ACCOUNT
-    token = as_admin("create", "token", account, "-n", namespace, "--duration=6h").strip()
+    if account is None:
+        as_admin("apply", "-k", str(ROOT / "manifests" / "rbac"))
+    namespace, account_name = account or OPERATOR_ACCOUNT
+    token = as_admin("create", "token", account_name, "-n", namespace, "--duration=6h").strip()
     admin = yaml.safe_load(admin_kubeconfig.read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
     server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
@@ -325,9 +330,18 @@ def service_account_kubeconfig(path: Path, admin_kubeconfig: Path = KUBECONFIG) 
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [server],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": server["name"], "user": account}}],
-        "current-context": account,
+        "users": [{"name": account_name, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": account_name,
+                "context": {
+                    "cluster": server["name"],
+                    "user": account_name,
+                    "namespace": namespace,
+                },
+            }
+        ],
+        "current-context": account_name,
     }
     path.write_text(yaml.safe_dump(login))
     path.chmod(0o600)

@@ -16,6 +16,19 @@ from mlops_operator.api.common import (
     cel_validation,
     describe_errors,
 )
+from mlops_operator.api.continuoustraining import (
+    CONTINUOUS_TRAINING,
+    ContinuousTraining,
+    ContinuousTrainingSpec,
+    ContinuousTrainingStatus,
+)
+from mlops_operator.api.dataset import (
+    DATASET,
+    Dataset,
+    DatasetSpec,
+    DatasetStatus,
+    dataset_object_name,
+)
 from mlops_operator.api.model import (
     APPROVED_LABEL,
     MODEL,
@@ -37,17 +50,31 @@ from mlops_operator.api.trainingjob import (
     TrainingJobStatus,
 )
 
-KINDS: tuple[KindInfo, ...] = (TRAINING_JOB, MODEL, MODEL_DEPLOYMENT)
+KINDS: tuple[KindInfo, ...] = (
+    TRAINING_JOB,
+    MODEL,
+    MODEL_DEPLOYMENT,
+    DATASET,
+    CONTINUOUS_TRAINING,
+)
 
 __all__ = [
     "API_VERSION",
     "APPROVED_LABEL",
+    "CONTINUOUS_TRAINING",
+    "DATASET",
     "KINDS",
     "MODEL",
     "MODEL_DEPLOYMENT",
     "TRAINING_JOB",
     "ApiModel",
     "Condition",
+    "ContinuousTraining",
+    "ContinuousTrainingSpec",
+    "ContinuousTrainingStatus",
+    "Dataset",
+    "DatasetSpec",
+    "DatasetStatus",
     "KindInfo",
     "Model",
     "ModelDeployment",
@@ -63,6 +90,7 @@ __all__ = [
     "TransitionRule",
     "cel_regex",
     "cel_validation",
+    "dataset_object_name",
     "describe_errors",
     "model_object_name",
 ]

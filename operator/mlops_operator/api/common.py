@@ -16,7 +16,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import PydanticCustomError
 
 from mlops_operator import GROUP
@@ -215,21 +215,41 @@ def immutable_fields(model: type[ApiModel], mutable: Sequence[str]) -> tuple[Tra
     return tuple(rules)
 
 
-def name_rule(kind: str) -> Rule:
+def name_rule(kind: str, max_length: int = MAX_NAME_LENGTH, why: str = "") -> Rule:
     """The name of a kind whose children carry its name: a short DNS-1035 label."""
     return Rule(
         cel=(
-            f"size(self.metadata.name) <= {MAX_NAME_LENGTH}"
+            f"size(self.metadata.name) <= {max_length}"
             f" && self.metadata.name.matches({cel_regex(DNS_1035_LABEL)})"
         ),
         message=f"metadata.name: a {kind} name must be a DNS-1035 label (lowercase letters,"
-        f" digits and '-', starting with a letter) of at most {MAX_NAME_LENGTH} characters",
-        check=lambda r: r.metadata.name is None or _is_short_dns_1035(r.metadata.name),
+        f" digits and '-', starting with a letter) of at most {max_length} characters{why}",
+        check=lambda r: r.metadata.name is None or _is_short_dns_1035(r.metadata.name, max_length),
     )
 
 
-def _is_short_dns_1035(name: str) -> bool:
-    return len(name) <= MAX_NAME_LENGTH and re.fullmatch(DNS_1035_LABEL, name) is not None
+def versioned_name(name: str, version: int) -> str:
+    """The object name of one version of a registry entry (Model, Dataset): `<name>-v<N>`."""
+    return f"{name}-v{version}"
+
+
+def versioned_name_rule(name_field: str) -> Rule:
+    """A registry entry's name is derived from `spec.<name_field>` and `spec.version`, so
+    that two objects can never claim the same version."""
+    attr = to_snake(name_field)
+    return Rule(
+        # format(), not string(int): the cost estimator cannot bound string()'s length.
+        cel=f"self.metadata.name == '%s-v%d'.format([self.spec.{name_field}, self.spec.version])",
+        message=f"metadata.name: must be <spec.{name_field}>-v<spec.version>",
+        check=lambda r: (
+            r.metadata.name is None
+            or r.metadata.name == versioned_name(getattr(r.spec, attr), r.spec.version)
+        ),
+    )
+
+
+def _is_short_dns_1035(name: str, max_length: int) -> bool:
+    return len(name) <= max_length and re.fullmatch(DNS_1035_LABEL, name) is not None
 
 
 def _unchanged(name: str) -> Callable[[Any, Any], bool]:
@@ -479,13 +499,68 @@ class LabelSelector(ApiModel):
     )
 
 
-class Dataset(ApiModel):
-    """The data the training reads."""
+# A dataset name leaves room for `-v<version>`, as a model name does.
+DatasetName = ModelName
+DatasetVersion = Annotated[
+    Annotated[int, Field(ge=1, le=999999)]
+    | Annotated[str, StringConstraints(max_length=6, pattern=r"^latest$")],
+    Field(union_mode="left_to_right"),
+]
 
-    uri: Uri = Field(description="Where the data is, for example `s3://bucket/iris.csv`.")
+
+class DatasetRef(ApiModel):
+    """A version of a registered Dataset (`<name>-v<version>`)."""
+
+    name: DatasetName = Field(
+        description="The dataset's name (`spec.datasetName` of its versions)."
+    )
+    version: DatasetVersion = Field(
+        default="latest",
+        description="A version number, or `latest`: the newest Ready version when the run starts.",
+    )
+
+
+class TrainingData(ApiModel):
+    """The data the training reads: a registered Dataset (`ref`) or a plain `uri`."""
+
+    rules = (
+        Rule(
+            cel="has(self.uri) != has(self.ref)",
+            message="set exactly one of uri or ref",
+            check=lambda d: (d.uri is None) != (d.ref is None),
+        ),
+        Rule(
+            cel="!has(self.ref) || !has(self.digest)",
+            message="only with uri: a registered Dataset carries its own digest",
+            check=lambda d: d.ref is None or d.digest is None,
+            field="digest",
+        ),
+    )
+
+    uri: Uri | None = Field(
+        default=None, description="Where the data is, for example `s3://bucket/iris.csv`."
+    )
     digest: Digest | None = Field(
         default=None,
         description="Content digest (`sha256:<hex>`) pinning the exact data, for lineage.",
+    )
+    ref: DatasetRef | None = Field(
+        default=None,
+        description="A registered Dataset version, resolved when the run starts; its uri and"
+        " digest are passed as `MLOPS_DATASET_URI` and `MLOPS_DATASET_DIGEST`.",
+    )
+
+
+class ResolvedDataset(ApiModel):
+    """The exact data a run read: what `TrainingData` resolved to."""
+
+    uri: Uri = Field(description="Where the data is.")
+    digest: Digest | None = Field(default=None, description="Content digest, `sha256:<hex>`.")
+    name: DatasetName | None = Field(
+        default=None, description="The registered Dataset's name, when read through `ref`."
+    )
+    version: int | None = Field(
+        default=None, ge=1, le=999999, description="The registered Dataset's version."
     )
 
 

@@ -10,7 +10,6 @@ from mlops_operator.api.common import (
     RESERVED_PREFIX,
     ApiModel,
     Conditions,
-    Dataset,
     Digest,
     DnsSubdomain,
     Hyperparameters,
@@ -20,12 +19,15 @@ from mlops_operator.api.common import (
     ModelFormat,
     ModelName,
     PrinterColumn,
+    ResolvedDataset,
     Resource,
     Rule,
     TransitionRule,
     Uri,
     age_column,
     ready_column,
+    versioned_name,
+    versioned_name_rule,
 )
 
 MAX_VERSION = 999999
@@ -35,7 +37,7 @@ APPROVED_LABEL = f"{RESERVED_PREFIX}approved"
 
 def model_object_name(model_name: str, version: int) -> str:
     """The name of the Model object holding `version` of `model_name`."""
-    return f"{model_name}-v{version}"
+    return versioned_name(model_name, version)
 
 
 class Artifact(ApiModel):
@@ -57,6 +59,20 @@ class TrainingJobRef(ApiModel):
     )
 
 
+TriggerType = Literal["schedule", "onNewDataset", "onModelDeployment"]
+
+
+class TriggerRecord(ApiModel):
+    """What made a ContinuousTraining start the run."""
+
+    continuous_training: DnsSubdomain = Field(description="Name of the ContinuousTraining.")
+    type: TriggerType = Field(description="Which of its triggers fired.")
+    detail: Annotated[str, StringConstraints(max_length=512)] = Field(
+        description="What fired it: the schedule time, the Dataset version, or the"
+        " ModelDeployment condition."
+    )
+
+
 class Lineage(ApiModel):
     """Where the Model came from."""
 
@@ -67,7 +83,10 @@ class Lineage(ApiModel):
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="The training image."
     )
-    dataset: Dataset | None = Field(default=None, description="The data it was trained on.")
+    dataset: ResolvedDataset | None = Field(default=None, description="The data it was trained on.")
+    trigger: TriggerRecord | None = Field(
+        default=None, description="The ContinuousTraining trigger that started the run, if any."
+    )
     hyperparameters: Hyperparameters = Field(
         default_factory=dict, description="The hyperparameters it was trained with."
     )
@@ -124,18 +143,7 @@ class ModelStatus(ApiModel):
 class Model(Resource):
     """One immutable, versioned model artifact with metrics and lineage."""
 
-    # The name is derived so that two Models can never claim the same version.
-    rules = (
-        Rule(
-            # format(), not string(int): the cost estimator cannot bound string()'s length.
-            cel="self.metadata.name == '%s-v%d'.format([self.spec.modelName, self.spec.version])",
-            message="metadata.name: must be <spec.modelName>-v<spec.version>",
-            check=lambda m: (
-                m.metadata.name is None
-                or m.metadata.name == model_object_name(m.spec.model_name, m.spec.version)
-            ),
-        ),
-    )
+    rules = (versioned_name_rule("modelName"),)
 
     kind: Literal["Model"] = Field(default="Model", description="Model.")
     spec: ModelSpec = Field(description="One version of a model.")

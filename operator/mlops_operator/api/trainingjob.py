@@ -12,7 +12,6 @@ from mlops_operator.api.common import (
     ApiModel,
     Arg,
     Conditions,
-    Dataset,
     DnsSubdomain,
     Env,
     Hyperparameters,
@@ -24,9 +23,11 @@ from mlops_operator.api.common import (
     ModelName,
     PodMetadata,
     PrinterColumn,
+    ResolvedDataset,
     Resource,
     ResourceRequirements,
     Scheduling,
+    TrainingData,
     Uri,
     age_column,
     immutable_fields,
@@ -88,7 +89,9 @@ class TrainingJobSpec(ApiModel):
         description="Hyperparameters, passed as JSON in `MLOPS_HPARAMS` and recorded in the"
         ' Model\'s lineage. Values are strings: quote numbers (`lr: "0.01"`).',
     )
-    dataset: Dataset | None = Field(default=None, description="The data the training reads.")
+    dataset: TrainingData | None = Field(
+        default=None, description="The data the training reads: a registered Dataset or a URI."
+    )
     output: Output = Field(description="Where the artifact goes and the Model it becomes.")
     backoff_limit: int = Field(
         default=0, ge=0, le=100, description="Retries after a failed attempt before the job fails."
@@ -121,6 +124,13 @@ class TrainingJobSpec(ApiModel):
 
 
 TrainingJobSpec.rules = immutable_fields(TrainingJobSpec, mutable=("suspend",))
+
+
+class TrainingJobTemplateSpec(TrainingJobSpec):
+    """A TrainingJob spec inside another object (a ContinuousTraining's template): the same
+    fields and checks, but editable, since the immutability rules belong to a TrainingJob."""
+
+    rules = ()
 
 
 class Failure(ApiModel):
@@ -168,6 +178,9 @@ class TrainingJobStatus(ApiModel):
     failure: Failure | None = Field(default=None, description="Set when the job failed.")
     registered_model: DnsSubdomain | None = Field(
         default=None, description="Name of the Model registered from the output."
+    )
+    dataset: ResolvedDataset | None = Field(
+        default=None, description="The data the run reads, as resolved when it started."
     )
 
 

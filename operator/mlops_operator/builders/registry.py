@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from mlops_operator.api import API_VERSION, Model, ModelSpec, TrainingJob, model_object_name
-from mlops_operator.api.common import RESERVED_PREFIX
-from mlops_operator.api.model import Artifact, Lineage, TrainingJobRef
+from mlops_operator.api.common import RESERVED_PREFIX, ResolvedDataset
+from mlops_operator.api.model import Artifact, Lineage, TrainingJobRef, TriggerRecord
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders.meta import child_labels, name_and_uid
 from mlops_operator.builders.serving import MLSERVER_IMPLEMENTATIONS as MLSERVER_FORMATS
@@ -17,9 +19,26 @@ MODEL_NAME_LABEL = f"{RESERVED_PREFIX}model-name"
 TRAININGJOB_UID_LABEL = f"{RESERVED_PREFIX}trainingjob-uid"
 # Annotation on a TrainingJob naming the code revision, copied into the lineage.
 CODE_REVISION_ANNOTATION = f"{RESERVED_PREFIX}code-revision"
+# Annotation on a TrainingJob a ContinuousTraining started: the trigger, as JSON.
+TRIGGER_ANNOTATION = f"{RESERVED_PREFIX}trigger"
 
 
-def build_model(tj: TrainingJob, report: TrainingReport, version: int) -> dict[str, Any]:
+def trigger_of(tj: TrainingJob) -> TriggerRecord | None:
+    """The trigger that started a TrainingJob, from its annotation (None if absent or not
+    one of ours)."""
+    raw = tj.metadata.annotations.get(TRIGGER_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        return TriggerRecord.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def build_model(
+    tj: TrainingJob, report: TrainingReport, version: int, dataset: ResolvedDataset | None = None
+) -> dict[str, Any]:
+    """The Model of a run's output; `dataset`: what the run read (its resolved dataset)."""
     name, uid = name_and_uid(tj.metadata)
     output = tj.spec.output
     key = output.key_metric if output.key_metric in report.metrics else None
@@ -34,7 +53,8 @@ def build_model(tj: TrainingJob, report: TrainingReport, version: int) -> dict[s
         lineage=Lineage(
             training_job=TrainingJobRef(name=name, uid=uid),
             image=tj.spec.image,
-            dataset=tj.spec.dataset,
+            dataset=dataset,
+            trigger=trigger_of(tj),
             hyperparameters=dict(tj.spec.hyperparameters),
             code_revision=tj.metadata.annotations.get(CODE_REVISION_ANNOTATION),
         ),

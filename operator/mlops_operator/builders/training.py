@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 from mlops_operator.api import TrainingJob
+from mlops_operator.api.common import ResolvedDataset
+from mlops_operator.builders import datasets
 from mlops_operator.builders.meta import child_labels, name_and_uid, owner_reference
 from mlops_operator.builders.pods import container_security, pod_security, resources, scheduling
 
@@ -41,8 +43,16 @@ def labels(tj: TrainingJob) -> dict[str, str]:
     return child_labels("TrainingJob", _name(tj), model_name=tj.spec.output.model_name)
 
 
-def build_job(tj: TrainingJob, attempt: int = 1) -> dict[str, Any]:
+def build_job(
+    tj: TrainingJob, attempt: int = 1, dataset: ResolvedDataset | None = None
+) -> dict[str, Any]:
+    """The attempt's Job. `dataset`: what spec.dataset resolved to (a `ref` must have been
+    resolved by the caller; a plain uri needs no resolving)."""
     spec = tj.spec
+    if dataset is None and spec.dataset is not None:
+        if spec.dataset.ref is not None:
+            raise ValueError("a dataset ref must be resolved before the Job is built")
+        dataset = ResolvedDataset(uri=spec.dataset.uri or "", digest=spec.dataset.digest)
     multi = spec.nodes > 1
     name = job_name(tj, attempt)
     job_labels = labels(tj)
@@ -56,7 +66,7 @@ def build_job(tj: TrainingJob, attempt: int = 1) -> dict[str, Any]:
         "parallelism": spec.nodes,
         # Kueue admits a queued Job by unsuspending it.
         "suspend": spec.suspend or spec.queue_name is not None,
-        "template": _pod_template(tj, name, multi),
+        "template": _pod_template(tj, name, multi, dataset),
     }
     if multi:
         job_spec["completionMode"] = "Indexed"
@@ -83,6 +93,11 @@ def build_job(tj: TrainingJob, attempt: int = 1) -> dict[str, Any]:
             "namespace": tj.metadata.namespace,
             "labels": job_labels,
             "ownerReferences": [owner_reference("TrainingJob", _name(tj), _uid(tj))],
+            **(
+                {"annotations": {datasets.RESOLVED_ANNOTATION: datasets.annotation(dataset)}}
+                if dataset and dataset.name
+                else {}
+            ),
         },
         "spec": job_spec,
     }
@@ -109,14 +124,16 @@ def build_service(tj: TrainingJob) -> dict[str, Any]:
     }
 
 
-def _pod_template(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
+def _pod_template(
+    tj: TrainingJob, job: str, multi: bool, dataset: ResolvedDataset | None
+) -> dict[str, Any]:
     spec = tj.spec
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": pod_security(),
         # Training code gets API credentials only when it asks for an identity.
         "automountServiceAccountToken": spec.service_account_name is not None,
-        "containers": [_container(tj, job, multi)],
+        "containers": [_container(tj, job, multi, dataset)],
     }
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
@@ -132,12 +149,14 @@ def _pod_template(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
     }
 
 
-def _container(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
+def _container(
+    tj: TrainingJob, job: str, multi: bool, dataset: ResolvedDataset | None
+) -> dict[str, Any]:
     spec = tj.spec
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image,
-        "env": _env(tj, job, multi) + [e.wire() for e in spec.env],
+        "env": _env(tj, job, multi, dataset) + [e.wire() for e in spec.env],
         "securityContext": container_security(),
         # A crash that wrote no report still leaves its last log lines as the message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -155,7 +174,9 @@ def _container(tj: TrainingJob, job: str, multi: bool) -> dict[str, Any]:
     return container
 
 
-def _env(tj: TrainingJob, job: str, multi: bool) -> list[dict[str, Any]]:
+def _env(
+    tj: TrainingJob, job: str, multi: bool, dataset: ResolvedDataset | None
+) -> list[dict[str, Any]]:
     """The container contract of DESIGN.md section 3."""
     spec = tj.spec
     env = {
@@ -164,10 +185,13 @@ def _env(tj: TrainingJob, job: str, multi: bool) -> list[dict[str, Any]]:
         "MLOPS_OUTPUT_URI": output_uri(tj),
         "MLOPS_HPARAMS": json.dumps(spec.hyperparameters, sort_keys=True),
     }
-    if spec.dataset:
-        env["MLOPS_DATASET_URI"] = spec.dataset.uri
-        if spec.dataset.digest:
-            env["MLOPS_DATASET_DIGEST"] = spec.dataset.digest
+    if dataset:
+        env["MLOPS_DATASET_URI"] = dataset.uri
+        if dataset.digest:
+            env["MLOPS_DATASET_DIGEST"] = dataset.digest
+        if dataset.name:
+            env["MLOPS_DATASET_NAME"] = dataset.name
+            env["MLOPS_DATASET_VERSION"] = str(dataset.version)
     if multi:
         master = f"{job}-0.{_name(tj)}.{tj.metadata.namespace}.svc"
         # Kubeflow's PyTorchJob convention: WORLD_SIZE counts nodes, RANK is the node's

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from mlops_operator.api import Condition, TrainingJob, TrainingJobStatus
+from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.api.trainingjob import Failure
 from mlops_operator.builders.conditions import set_condition
@@ -22,6 +23,8 @@ Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
 # Waiting reasons that mean the image will not come without someone changing something.
 IMAGE_PULL_FAILURES = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 MESSAGE_LIMIT = 4096
+# Reasons of a run waiting for the registered Dataset it names (builders/datasets.py).
+DATASET_WAITING = ("DatasetNotFound", "DatasetNotReady")
 PHASE_MESSAGES = {
     "Running": "training is running",
     "Suspended": "training is suspended",
@@ -120,8 +123,10 @@ def training_status(
     attempts: int,
     outcome: Outcome | None,
     now: datetime,
+    dataset: ResolvedDataset | None = None,
 ) -> TrainingJobStatus:
-    """The next status. `observed` None with a job_name means the Job was deleted."""
+    """The next status. `observed` None with a job_name means the Job was deleted.
+    `dataset`: what the run reads, once resolved."""
     previous = tj.status or TrainingJobStatus()
     generation = tj.metadata.generation
     phase, reason, message, failure = _phase(observed, job_name)
@@ -188,6 +193,7 @@ def training_status(
             "start_time": previous.start_time or _time(observed.start_time if observed else None),
             "completion_time": _completion(previous, observed, phase, now),
             "failure": failure,
+            "dataset": dataset or previous.dataset,
             **updates,
         }
     )
@@ -332,6 +338,9 @@ def lifecycle_events(previous: TrainingJobStatus, status: TrainingJobStatus) -> 
         metric = f" ({status.key_metric})" if status.key_metric else ""
         message = f"registered Model {status.registered_model}{metric}"
         events.append(Event("Normal", "ModelRegistered", message))
+    ready, was = _condition(status, "Ready"), _condition(previous, "Ready")
+    if ready and ready.reason in DATASET_WAITING and (was is None or was.reason != ready.reason):
+        events.append(Event("Warning", ready.reason, ready.message[:1024]))
     now = _condition(status, "ModelRegistered")
     before = _condition(previous, "ModelRegistered")
     if now and now.reason == "OutputInvalid" and (before is None or before.reason != now.reason):

@@ -39,6 +39,7 @@ def next_claim(
     uid: str,
     models: list[dict[str, Any]],
     registering: Callable[[str], bool] = lambda _: False,
+    name_field: str = "modelName",
 ) -> tuple[int, bool]:
     """The version this TrainingJob registers as, and whether the ledger must record it.
 
@@ -50,15 +51,16 @@ def next_claim(
     last, owner = claim_of(data, model_name)
     if owner == uid and last:
         return last, False
-    top = highest(models, model_name)
+    top = highest(models, model_name, name_field)
     if last > top and owner and registering(owner):
         raise ClaimInFlight(model_name, last, owner)
     return max(last, top) + 1, True
 
 
-def highest(models: list[dict[str, Any]], model_name: str) -> int:
+def highest(models: list[dict[str, Any]], model_name: str, name_field: str = "modelName") -> int:
+    """The highest version among these objects (Models, or Datasets with `datasetName`)."""
     versions = [
-        int(m["spec"]["version"]) for m in models if m["spec"].get("modelName") == model_name
+        int(m["spec"]["version"]) for m in models if m["spec"].get(name_field) == model_name
     ]
     return max(versions, default=0)
 
@@ -67,16 +69,18 @@ def with_claim(data: dict[str, str], model_name: str, version: int, uid: str) ->
     return {**data, model_name: f"{version} {uid}"}
 
 
-def ledger(namespace: str, data: dict[str, str], resource_version: str | None) -> dict[str, Any]:
+def ledger(
+    namespace: str, data: dict[str, str], resource_version: str | None, name: str = LEDGER
+) -> dict[str, Any]:
     """The ConfigMap; with `resource_version`, an update that fails if it changed meanwhile."""
     meta: dict[str, Any] = {
-        "name": LEDGER,
+        "name": name,
         "namespace": namespace,
         "labels": {"app.kubernetes.io/managed-by": "mlops-operator"},
         "annotations": {
             "mlops.seed.dev/purpose": (
-                "the last Model version handed out per model name; deleting it lets deleted"
-                " versions' numbers be given again"
+                "the last version handed out per name; deleting it lets deleted versions'"
+                " numbers be given again"
             )
         },
     }

@@ -11,7 +11,13 @@ from typing import Any
 
 import kopf
 
-from mlops_operator.controllers import model, modeldeployment, trainingjob
+from mlops_operator.controllers import (
+    continuoustraining,
+    dataset,
+    model,
+    modeldeployment,
+    trainingjob,
+)
 from mlops_operator.controllers.common import Ticker
 from mlops_operator.kube import Kube
 
@@ -20,7 +26,7 @@ from mlops_operator.kube import Kube
 RESYNC_ENV = "MLOPS_RESYNC_SECONDS"
 DEFAULT_RESYNC_SECONDS = 300.0
 
-__all__ = ["model", "modeldeployment", "trainingjob"]
+__all__ = ["continuoustraining", "dataset", "model", "modeldeployment", "trainingjob"]
 
 
 class _NoEssence(kopf.AnnotationsDiffBaseStorage):
@@ -71,3 +77,7 @@ def _resync(kube: Kube) -> None:
         by_namespace.setdefault(namespace, []).append(name)
     for namespace, names in by_namespace.items():
         model.refresh(kube, namespace, names)
+    for namespace, name in kube.cache.keys(dataset.PLURAL):
+        dataset.refresh(kube, namespace, name)
+    for namespace, name in kube.cache.keys(continuoustraining.PLURAL):
+        continuoustraining.reconcile(kube, namespace, name)

@@ -56,6 +56,14 @@ def enqueue(
     _queue.add((kind, namespace, name), work, first=first)
 
 
+def enqueue_after(
+    kind: str, namespace: str, name: str, work: Callable[[], None], delay: float
+) -> None:
+    """Reconcile this object in `delay` seconds (a clock the object itself asks for: a
+    schedule, a cooldown), unless something wakes it sooner."""
+    _queue.add_after((kind, namespace, name), work, delay)
+
+
 def write_status(kube: Kube, plural: str, body: Body, old: Body, new: Body) -> bool:
     """Merge-patch the status if it changed; returns whether it did."""
     if old == new:

@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import TrainingJob, TrainingJobStatus, describe_errors
+from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import ReportError, TrainingReport, parse_report
-from mlops_operator.builders import registry, training, versions
+from mlops_operator.builders import datasets, registry, training, versions
 from mlops_operator.builders.conditions import set_condition
 from mlops_operator.builders.meta import Event, owned_by
 from mlops_operator.builders.training_status import (
@@ -151,14 +152,21 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
         kube.ensure_service(training.build_service(tj))  # put back if someone deleted it
     job: Body | None
     if previous.job_name is None:
-        job, created = _create_job(kube, tj, attempt=1)
+        resolved = datasets.resolve(tj.spec.dataset, kube.list_custom("datasets", namespace))
+        if isinstance(resolved, datasets.Unresolved):
+            # Not an error to retry: the Dataset's events wake this run (controllers/dataset.py).
+            waiting = JobObservation("Pending", resolved.reason, resolved.message)
+            _finish(kube, body, tj, waiting, job_name, job=None, attempt=1, dataset=None)
+            return
+        job, created = _create_job(kube, tj, attempt=1, dataset=resolved)
         if created:
             post(body, [Event("Normal", "JobCreated", f"created Job {job_name}")])
     else:
         job = kube.get_job(namespace, job_name)
+        resolved = datasets.of_job(job) or previous.dataset
     if job is not None and not owned_by(job, uid):
         # Never adopt, suspend or read a Job that belongs to someone else.
-        _finish(kube, body, tj, name_conflict(job_name), job_name, job=None, attempt=1)
+        _finish(kube, body, tj, name_conflict(job_name), job_name, None, 1, resolved)
         return
     suspend = desired_suspend(tj, job)
     if job is not None and suspend is not None:
@@ -168,12 +176,12 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
     attempt = training.attempt_of(tj, job_name)
     if should_restart(tj, observed, attempt):
         attempt += 1
-        job, _ = _create_job(kube, tj, attempt)
+        job, _ = _create_job(kube, tj, attempt, resolved)
         job_name = job["metadata"]["name"]
         message = f"a worker failed; restarting the run as {job_name}"
         post(body, [Event("Normal", "Restarted", message)])
         observed = observe(job if owned_by(job, uid) else None, [])
-    _finish(kube, body, tj, observed, job_name, job, attempt)
+    _finish(kube, body, tj, observed, job_name, job, attempt, resolved)
 
 
 def _finish(
@@ -184,16 +192,19 @@ def _finish(
     job_name: str,
     job: Body | None,
     attempt: int,
+    dataset: ResolvedDataset | None,
 ) -> None:
     """Register the output if the run succeeded, then write status and announce it."""
     previous = tj.status or TrainingJobStatus()
-    outcome = _register(kube, tj, observed) if observed and observed.phase == "Succeeded" else None
+    succeeded = observed and observed.phase == "Succeeded"
+    outcome = _register(kube, tj, observed, dataset) if observed and succeeded else None
     status = training_status(
         tj,
         observed,
         job_name=job_name if job is not None or previous.job_name else None,
         attempts=attempts(tj, observed, attempt),
         outcome=outcome,
+        dataset=dataset,
         now=datetime.now(UTC),
     )
     _write_status(kube, body, previous, status)
@@ -205,12 +216,14 @@ def _finish(
         _expire_job(kube, tj.model_copy(update={"status": status}))
 
 
-def _create_job(kube: Kube, tj: TrainingJob, attempt: int) -> tuple[Body, bool]:
+def _create_job(
+    kube: Kube, tj: TrainingJob, attempt: int, dataset: ResolvedDataset | None
+) -> tuple[Body, bool]:
     """Create the attempt's Job (True); or find the one an earlier (crashed) pass created,
     or someone else's of that name (False; the caller checks the owner)."""
     if tj.spec.nodes > 1:
         kube.ensure_service(training.build_service(tj))
-    manifest = training.build_job(tj, attempt)
+    manifest = training.build_job(tj, attempt, dataset)
     name = manifest["metadata"]["name"]
     try:
         job = kube.create_job(manifest)
@@ -241,7 +254,9 @@ def _pods_if_needed(kube: Kube, namespace: str, job: Body | None) -> list[Body]:
     return pods
 
 
-def _register(kube: Kube, tj: TrainingJob, observed: JobObservation) -> Outcome:
+def _register(
+    kube: Kube, tj: TrainingJob, observed: JobObservation, dataset: ResolvedDataset | None
+) -> Outcome:
     """Register the run's output as the next version of its model, exactly once."""
     try:
         report = parse_report(observed.report_message)
@@ -249,14 +264,17 @@ def _register(kube: Kube, tj: TrainingJob, observed: JobObservation) -> Outcome:
         where = f" (pod {observed.report_pod})" if observed.report_pod else ""
         return Outcome(output_error=f"{err}{where}")
     try:
-        return Outcome(registered_model=_create_model(kube, tj, report), report=report)
+        model = _create_model(kube, tj, report, dataset)
+        return Outcome(registered_model=model, report=report)
     except ValidationError as err:
         return Outcome(output_error="; ".join(describe_errors(err)), report=report)
     except Refused as err:  # what only the server checks: a retry would be refused again
         return Outcome(output_error=f"the API server refused the Model: {err}", report=report)
 
 
-def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
+def _create_model(
+    kube: Kube, tj: TrainingJob, report: TrainingReport, dataset: ResolvedDataset | None
+) -> str:
     """Claim the next version in the namespace's ledger, then create the Model.
 
     Versions are names (`<model>-v<N>`), so the API server arbitrates races on the Model;
@@ -294,7 +312,7 @@ def _create_model(kube: Kube, tj: TrainingJob, report: TrainingReport) -> str:
                 except Conflict:
                     continue  # another claim came first: read the ledger anew
             maybe_exit_for_fault_test("after-ledger")
-            manifest = registry.build_model(tj, report, version)
+            manifest = registry.build_model(tj, report, version, dataset)
             try:
                 kube.create_custom("models", manifest)
             except AlreadyExists:

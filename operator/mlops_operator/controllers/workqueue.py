@@ -55,6 +55,16 @@ class WorkQueue:
             self._start()
             self._add(key, work, contextvars.copy_context(), first=first)
 
+    def add_after(self, key: Hashable, work: Work, delay: float) -> None:
+        """Queue `key` in `delay` seconds (client-go's AddAfter), unless it is queued or due
+        sooner already; an event for the key before then runs it at once instead."""
+        with self._cond:
+            self._start()
+            waiting = self._waiting.get(key)
+            if waiting is not None and waiting[0] <= self._clock() + delay:
+                return
+            self._add_later(key, work, contextvars.copy_context(), max(0.0, delay))
+
     def _add(self, key: Hashable, work: Work, context: contextvars.Context, *, first: bool) -> None:
         self._waiting.pop(key, None)  # a fresh event does not wait out an old backoff
         if key in self._queued:

@@ -2,7 +2,7 @@
 (cache.py) and what its errors mean (errors.py)."""
 
 from mlops_operator.kube.cache import Body, Cache
-from mlops_operator.kube.client import CALL, POOL_SIZE, RETRYING, Kube
+from mlops_operator.kube.client import CALL, POOL_SIZE, RETRYING, Kube, current_namespace
 from mlops_operator.kube.errors import AlreadyExists, Conflict, Refused, retry_after
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "Conflict",
     "Kube",
     "Refused",
+    "current_namespace",
     "retry_after",
 ]

@@ -48,6 +48,24 @@ def _json(response: Any) -> Body:
     return loaded
 
 
+POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def current_namespace() -> str:
+    """The namespace kubectl would use: the pod's own in a pod, else the kubeconfig
+    context's, else `default` (for the command-line tools: `dataset`, `lineage`)."""
+    try:
+        with open(POD_NAMESPACE_FILE) as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        pass
+    try:
+        _, context = config.list_kube_config_contexts()
+    except (config.ConfigException, OSError):
+        return "default"
+    return str(((context or {}).get("context") or {}).get("namespace") or "default")
+
+
 # The plural (the cache's kind) of each built-in kind the serving children use.
 PLURALS = {
     "Deployment": "deployments",
@@ -212,6 +230,16 @@ class Kube:
             **CALL,
         )
         return self._wrote(plural, response)
+
+    def delete_custom(self, plural: str, namespace: str, name: str) -> None:
+        """Delete one of our objects if present; its children go with it (background GC)."""
+        self._may_write()
+        with unless(404):
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name,
+                propagation_policy="Background", **CALL,
+            )  # fmt: skip
+        self.cache.forget(plural, namespace, name)
 
     def patch_status(self, plural: str, body: Body, status: Body) -> None:
         """Merge-patch the status subresource of `body`, computed from that very version of

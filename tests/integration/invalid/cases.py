@@ -22,6 +22,8 @@ EXAMPLE_NAMES = (
     "model-hand-registered",
     "modeldeployment-pinned",
     "modeldeployment-canary",
+    "dataset-churn",
+    "continuoustraining-churn",
 )
 
 
