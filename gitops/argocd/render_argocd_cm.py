@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
-KINDS = ["TrainingJob", "Model", "ModelDeployment"]
+KINDS = ["TrainingJob", "Model", "ModelDeployment", "Dataset", "ContinuousTraining"]
 
 
 def _literal(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:

@@ -28,11 +28,13 @@ from prometheus_client.registry import Collector
 # `*_created` series double what Prometheus stores and nobody here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-KINDS = ("TrainingJob", "Model", "ModelDeployment")
+KINDS = ("TrainingJob", "Model", "ModelDeployment", "Dataset", "ContinuousTraining")
 TRAININGJOB_PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 # A TrainingJob the operator has not yet written a status for.
 NO_PHASE = "Unknown"
 STRATEGIES = ("RollingUpdate", "Canary")
+TRIGGERS = ("schedule", "onNewDataset", "onModelDeployment")
+ACTIONS = ("Started", "Replaced", "Skipped", "Deferred")
 
 RECONCILES = Counter(
     "mlops_operator_reconcile",
@@ -73,6 +75,12 @@ ROLLBACKS = Counter(
     "ModelDeployment rollouts undone automatically: the new version was not Ready in time.",
     ["strategy"],
 )
+# Incremented by the ContinuousTraining controller, once per recorded decision.
+TRIGGER_DECISIONS = Counter(
+    "mlops_operator_trigger_decisions",
+    "ContinuousTraining triggers that fired, by trigger and what was decided.",
+    ["trigger", "action"],
+)
 
 # Known label values start at 0, so rate() and alerts work before the first event.
 for _kind in KINDS:
@@ -83,6 +91,9 @@ for _kind in KINDS:
 for _strategy in STRATEGIES:
     ROLLOUTS.labels(_strategy)
     ROLLBACKS.labels(_strategy)
+for _trigger in TRIGGERS:
+    for _action in ACTIONS:
+        TRIGGER_DECISIONS.labels(_trigger, _action)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -129,6 +140,10 @@ def rollout_started(strategy: str) -> None:
 
 def rolled_back(strategy: str) -> None:
     ROLLBACKS.labels(strategy).inc()
+
+
+def trigger_decided(trigger: str, action: str) -> None:
+    TRIGGER_DECISIONS.labels(trigger, action).inc()
 
 
 class _Phases(Collector):

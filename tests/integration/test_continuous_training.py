@@ -15,8 +15,9 @@ from typing import Any
 from tests.fixtures import local_cluster
 from tests.k8s import apply, condition, events, get, items, status, wait
 
-from .conftest import ROOT, Cluster
+from .conftest import ROOT, Cluster, Operator
 from .test_modeldeployment import APPROVED, deployment, model, served_version
+from .test_observability import scrape, value
 from .test_trainingjob import env_of, report, trainingjob
 
 CT_LABEL = "mlops.seed.dev/continuoustraining"
@@ -162,6 +163,14 @@ def test_the_watcher_registers_a_version_only_when_the_data_changed(
     cluster.kubectl("delete", "-n", ns, "ds", "churn-v2")
     (data / "b.csv").write_text("x,y\n3,6\n")
     assert watch() == "dataset churn: registered churn-v3"
+    # `lineage` as this account: refused (it may not read Models), said in one line.
+    refused = subprocess.run(
+        [sys.executable, "-m", "mlops_operator", "lineage", "iris", "-n", ns],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: the API server refused: 403")
     # Least privilege: the watcher cannot read Secrets or touch Models.
     for verb, what in (
         ("get", "secrets"),
@@ -182,11 +191,12 @@ def test_the_watcher_registers_a_version_only_when_the_data_changed(
 
 
 def test_new_data_trains_and_a_better_model_is_rolled_out(
-    cluster: Cluster, op_namespace: str
+    cluster: Cluster, op_namespace: str, operator: Operator
 ) -> None:
     """The loop: a new Dataset version -> a run -> a Model -> the ModelDeployment's policy
     (mustBeatCurrent) rolls it out; a worse one is registered but not rolled out."""
     ns = op_namespace
+    before = scrape(operator.metrics_url)
     policy = {
         "gates": [{"metric": "accuracy", "operator": ">=", "value": 0.5}],
         "mustBeatCurrent": True,
@@ -226,10 +236,36 @@ def test_new_data_trains_and_a_better_model_is_rolled_out(
     assert ct_status["active"] == []
     reasons = [r for _, r in events(cluster, ns, "churn")]
     assert reasons.count("RunStarted") == 3
+    decided = "mlops_operator_trigger_decisions_total"
+    started = {"trigger": "onNewDataset", "action": "Started"}
+    counted = value(scrape(operator.metrics_url), decided, **started) - value(
+        before, decided, **started
+    )
+    assert counted >= 3
+    # The chain, as `kubectl mlops lineage` prints it (kubectl finds the plugin on PATH).
+    chain = json.loads(plugin(cluster, "lineage", "iris-v2", "-n", ns, "-o", "json").stdout)
+    assert (chain["dataset"]["objectName"], chain["dataset"]["exists"]) == ("churn-v2", True)
+    assert (chain["trigger"]["type"], chain["trainingJob"]["name"]) == ("onNewDataset", "churn-d2")
+    assert [d["name"] for d in chain["deployments"]] == ["web"]
+    newest = plugin(cluster, "lineage", "iris", "-n", ns).stdout
+    assert newest.startswith("lineage of Model iris-v3")
+    missing = plugin(cluster, "lineage", "rose", "-n", ns)
+    assert missing.returncode == 1
+    assert "no Model 'rose'" in missing.stderr
     # Owned by the ContinuousTraining; the Models are not.
     tj = get(cluster, ns, "tj", "churn-d3")
     assert tj["metadata"]["ownerReferences"][0]["kind"] == "ContinuousTraining"
     assert "ownerReferences" not in model["metadata"]
+
+
+def plugin(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl mlops ...`: kubectl runs `kubectl-mlops` from PATH (the venv's, as installed)."""
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    return subprocess.run(
+        [local_cluster.kubectl_binary(), "mlops", *args],
+        env={**os.environ, "PATH": path, "KUBECONFIG": cluster.kubeconfig},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
 
 
 def continuous_accuracy(cluster: Cluster, ns: str, name: str, accuracy: float) -> dict[str, Any]:

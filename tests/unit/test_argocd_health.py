@@ -19,12 +19,8 @@ from mlops_operator import api
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMIZATIONS = ROOT / "gitops" / "argocd" / "resource_customizations" / "mlops.seed.dev"
 ARGOCD_CM = ROOT / "gitops" / "argocd" / "argocd-cm.yaml"
-KINDS = ["TrainingJob", "Model", "ModelDeployment"]
-MODELS = {
-    "TrainingJob": api.TrainingJob,
-    "Model": api.Model,
-    "ModelDeployment": api.ModelDeployment,
-}
+KINDS = ["TrainingJob", "Model", "ModelDeployment", "Dataset", "ContinuousTraining"]
+MODELS = {info.kind: info.resource for info in api.KINDS}
 
 
 def health(script: str, obj: dict[str, Any]) -> dict[str, str]:

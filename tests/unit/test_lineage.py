@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 from typing import Any
-
-import pytest
-from kubernetes.client import ApiException
 
 from mlops_operator import lineage
 from mlops_operator.api import Dataset, Model, ModelDeployment, TrainingJob
@@ -381,88 +376,3 @@ def test_newest_version_of_a_model_name() -> None:
     assert exact["metadata"]["name"] == "iris-v2"
     assert lineage.resolve_model(models, "rose") is None
     assert lineage.resolve_model(models, "iris-v4") is None
-
-
-# --- the command, against a fake CustomObjectsApi ---------------------------------------------
-
-
-class FakeApi:
-    """The two CustomObjectsApi calls the command makes, over objects by plural."""
-
-    def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
-        self.objects = objects
-        self.timeouts: list[object] = []
-
-    def get_namespaced_custom_object(self, **kw: Any) -> dict[str, Any]:
-        self._check(kw)
-        for body in self.objects.get(kw["plural"], []):
-            if body["metadata"]["name"] == kw["name"]:
-                return body
-        raise ApiException(status=404, reason="Not Found")
-
-    def list_namespaced_custom_object(self, **kw: Any) -> dict[str, Any]:
-        self._check(kw)
-        if kw["plural"] not in self.objects:
-            raise ApiException(status=404, reason="Not Found")  # CRD not installed
-        return {"items": self.objects[kw["plural"]]}
-
-    def _check(self, kw: dict[str, Any]) -> None:
-        assert (kw["group"], kw["version"], kw["namespace"]) == ("mlops.seed.dev", "v1alpha1", NS)
-        self.timeouts.append(kw["_request_timeout"])
-
-
-def run(api: FakeApi, ref: str, output: str = "text") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = lineage.show(api, ref, NS, output, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_command_resolves_a_model_name_to_its_newest_version() -> None:
-    api = FakeApi(
-        {
-            "models": [model("iris-v1"), model("iris-v3"), model("iris-v2")],
-            "datasets": [],
-            "trainingjobs": [],
-            "modeldeployments": [],
-            # no continuoustrainings: the CRD is not installed, which is not an error
-        }
-    )
-    code, out, err = run(api, "iris", "json")
-    assert (code, err) == (0, "")
-    assert json.loads(out)["model"]["name"] == "iris-v3"
-    assert set(api.timeouts) == {(5, 30)}
-
-
-def test_command_fails_clearly_for_a_missing_model() -> None:
-    code, out, err = run(FakeApi({"models": [model("iris-v1")]}), "rose")
-    assert (code, out) == (1, "")
-    assert err == (
-        "error: no Model 'rose' in namespace ml (neither a Model object nor a model name with"
-        " versions)\n"
-    )
-
-
-def test_command_reports_a_refusal() -> None:
-    class Forbidden(FakeApi):
-        def list_namespaced_custom_object(self, **kw: Any) -> dict[str, Any]:
-            raise ApiException(status=403, reason="Forbidden")
-
-    code, _, err = run(Forbidden({"models": [model("iris-v1")]}), "iris-v1")
-    assert code == 1
-    assert err == "error: the API server refused: 403 Forbidden\n"
-
-
-def test_kubectl_plugin_parses_the_lineage_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[str, str | None, str]] = []
-
-    def handler(args: argparse.Namespace) -> int:
-        seen.append((args.model, args.namespace, args.output))
-        return 3
-
-    # The handler would connect to a cluster; only the parsing is under test.
-    monkeypatch.setattr(lineage, "_lineage", handler)
-    assert lineage.kubectl_main(["lineage", "iris", "-n", "prod", "-o", "json"]) == 3
-    assert lineage.kubectl_main(["lineage", "iris-v2"]) == 3
-    assert seen == [("iris", "prod", "json"), ("iris-v2", None, "text")]
-    with pytest.raises(SystemExit):
-        lineage.kubectl_main(["lineage", "iris", "-o", "yaml"])

@@ -72,6 +72,7 @@ class Plan:
     create: list[dict[str, Any]] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    decided: list[Decision] = field(default_factory=list)  # recorded in this pass
     status: ContinuousTrainingStatus = field(default_factory=ContinuousTrainingStatus)
     wake_at: datetime | None = None
 
@@ -254,6 +255,7 @@ def plan(
                             reason=reason, message=message, training_job=run)  # fmt: skip
         if not _repeats(decisions, decision):
             decisions = [*decisions, decision][-MAX_DECISIONS:]
+            out.decided.append(decision)
             text = f"{f.trigger} {f.detail}: {message}"
             out.events.append(Event("Warning" if action == "Skipped" else "Normal",
                                     f"Run{action}", text[:1024]))  # fmt: skip

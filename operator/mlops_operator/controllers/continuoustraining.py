@@ -120,6 +120,8 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     previous = ct.status or ContinuousTrainingStatus()
     write_status(kube, PLURAL, body, previous.wire(), plan.status.wire())
     post(body, plan.events)
+    for decision in plan.decided:
+        metrics.trigger_decided(decision.trigger, decision.action)
     if plan.wake_at is not None:
         delay = (plan.wake_at - now).total_seconds()
         enqueue_after(KIND, namespace, name, partial(_reconcile, kube, namespace, name), delay)

@@ -152,7 +152,10 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
         kube.ensure_service(training.build_service(tj))  # put back if someone deleted it
     job: Body | None
     if previous.job_name is None:
-        resolved = datasets.resolve(tj.spec.dataset, kube.list_custom("datasets", namespace))
+        data = tj.spec.dataset
+        # Only a ref needs the Datasets (a cluster whose CRDs predate them has none to list).
+        registered = kube.list_custom("datasets", namespace) if data and data.ref else []
+        resolved = datasets.resolve(data, registered)
         if isinstance(resolved, datasets.Unresolved):
             # Not an error to retry: the Dataset's events wake this run (controllers/dataset.py).
             waiting = JobObservation("Pending", resolved.reason, resolved.message)

@@ -1,0 +1,45 @@
+-- Argo CD health of a mlops.seed.dev Dataset (Lua 5.1, as Argo CD runs it).
+-- Healthy: the operator validated it (Ready), so runs may read it. Degraded: it cannot be
+-- read as it stands (its spec is immutable, so it will not heal). Progressing until the
+-- operator has seen the latest generation.
+local function condition(status, type)
+  for _, c in ipairs(status.conditions or {}) do
+    if c.type == type then
+      return c
+    end
+  end
+  return nil
+end
+
+local function describe(c)
+  if c.message ~= nil and c.message ~= "" then
+    return c.reason .. ": " .. c.message
+  end
+  return c.reason
+end
+
+local hs = {}
+local status = obj.status
+local generation = obj.metadata.generation
+if status == nil or status.observedGeneration == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to see the Dataset"
+  return hs
+end
+if generation ~= nil and status.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to see generation " .. generation
+  return hs
+end
+local ready = condition(status, "Ready")
+if ready == nil or ready.status == "Unknown" then
+  hs.status = "Progressing"
+  hs.message = (ready and ready.message) or "Waiting for the Ready condition"
+elseif ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = ready.message or ""
+else
+  hs.status = "Degraded"
+  hs.message = describe(ready)
+end
+return hs
