@@ -190,6 +190,18 @@ def table(result: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+def run(new_data_n: int, idle_m: int, idle_window: float, scheduled_k: int, minutes: int,
+        out: Path) -> dict[str, Any]:  # fmt: skip
+    result = {
+        **machine(),
+        "new_data": new_data(new_data_n, out),
+        "idle": idle(idle_m, idle_window, out),
+        "schedule": scheduled(scheduled_k, minutes, out),
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-data", type=int, default=100)
@@ -202,10 +214,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {**machine(), "new_data": new_data(args.new_data, args.out),
-              "idle": idle(args.idle, args.idle_window, args.out),
-              "schedule": scheduled(args.scheduled, args.minutes, args.out)}  # fmt: skip
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result = run(args.new_data, args.idle, args.idle_window, args.scheduled, args.minutes,
+                 args.out)  # fmt: skip
     print(table(result))
     return 0
 

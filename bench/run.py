@@ -9,7 +9,9 @@ For each N, on the local cluster, one after the other:
              client limits our cluster's controllers get (bench/peer_kubeflow.py);
 and once:
   serving:   SERVING_N ModelDeployments to Ready, then a new approved Model to rollout
-             start (bench/serving_latency.py).
+             start (bench/serving_latency.py);
+  continuous training: a new Dataset version to its run's TrainingJob (100), 1,000 idle
+             ContinuousTrainings, and schedule lateness (bench/continuous_training.py).
 Prints a Markdown table (what docs/benchmarks.md keeps) and writes every result to
 bench/results/bench.json.
 """
@@ -21,6 +23,7 @@ import json
 import sys
 from typing import Any
 
+import continuous_training
 import peer_kubeflow
 import serving_latency
 import training_latency
@@ -101,6 +104,9 @@ def main() -> int:
     parser.add_argument("--n", default="100,1000", help="comma-separated sizes")
     parser.add_argument("--serving-n", type=int, default=100, help="0: skip serving")
     parser.add_argument("--no-peer", action="store_true", help="skip the Kubeflow peer")
+    parser.add_argument(
+        "--no-continuous", action="store_true", help="skip the ContinuousTraining benchmark"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="creating threads")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -122,14 +128,22 @@ def main() -> int:
     if args.serving_n:
         serving = serving_latency.run(args.serving_n, args.concurrency, RESULTS / "serving.json")
 
+    continuous = None
+    if not args.no_continuous:
+        out = RESULTS / "continuous-training.json"
+        continuous = continuous_training.run(100, 1000, 360.0, 50, 3, out)
+
     report = [f"{machine()['machine']}; {machine()['date']}", "", "TrainingJobs, burst:", "",
               *training_rows(training)]  # fmt: skip
     if peers:
         report += ["", "Kubeflow training-operator, PyTorchJobs, burst:", "", *peer_rows(peers)]
     if serving:
         report += ["", "ModelDeployments:", "", *serving_rows(serving)]
+    if continuous:
+        report += ["", "ContinuousTraining:", "", continuous_training.table(continuous)]
     print("\n".join(report))
-    everything = {**machine(), "training": training, "peer": peers, "serving": serving}
+    everything = {**machine(), "training": training, "peer": peers, "serving": serving,
+                  "continuous": continuous}  # fmt: skip
     (RESULTS / "bench.json").write_text(json.dumps(everything, indent=2) + "\n")
     return 0
 
