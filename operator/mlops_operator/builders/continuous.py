@@ -135,7 +135,7 @@ def fired_condition(
     cond = next((c for c in conditions if c.get("type") == trigger.condition), None)
     if cond is None or cond.get("status") != trigger.status or not cond.get("lastTransitionTime"):
         return None, None
-    since = _parse_time(cond["lastTransitionTime"])
+    since = parse_time(cond["lastTransitionTime"])
     last = ct.status.triggers.condition_since if ct.status else None
     if last is not None and since <= last:
         return None, None
@@ -149,7 +149,8 @@ def fired_condition(
                  condition_since=since), None  # fmt: skip
 
 
-def _parse_time(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time as the API server writes it."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -234,16 +235,17 @@ def plan(
     ]
     for f in fired:
         action, reason, message = _decide(ct, f, active, started, last_run, started_today, now)
-        run = run_name(ct, f) if action in ("Started", "Replaced") else None
+        run = None
         if action in ("Started", "Replaced"):
+            run = run_name(ct, f)
             if action == "Replaced":
                 out.delete += active
                 message = f"replaced {', '.join(active)} with {run}"
                 active = []
             out.create.append(build_trainingjob(ct, f))
-            active.append(run or "")
-            started.append(run or "")
-            last_run = LastRun(training_job=run or "", trigger=f.trigger, detail=f.detail, time=now)
+            active.append(run)
+            started.append(run)
+            last_run = LastRun(training_job=run, trigger=f.trigger, detail=f.detail, time=now)
             started_today += 1
         if action != "Deferred":
             state = _acted_on(state, f)

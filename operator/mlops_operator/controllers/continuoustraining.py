@@ -99,10 +99,10 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     trigger = ct.spec.triggers.on_model_deployment
     md = kube.get_custom("modeldeployments", namespace, trigger.name) if trigger else None
     found = kube.list_custom("datasets", namespace) if ct.spec.triggers.on_new_dataset else []
-    created = _time(body["metadata"]["creationTimestamp"])
+    created = continuous.parse_time(body["metadata"]["creationTimestamp"])
     plan = continuous.plan(ct, [continuous.run_of(r) for r in runs], found, md, created, now)
-    for name_ in plan.delete:
-        kube.delete_custom(TJ_PLURAL, namespace, name_)
+    for run in plan.delete:
+        kube.delete_custom(TJ_PLURAL, namespace, run)
     for manifest in plan.create:
         try:
             kube.create_custom(TJ_PLURAL, manifest)
@@ -125,10 +125,6 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     if plan.wake_at is not None:
         delay = (plan.wake_at - now).total_seconds()
         enqueue_after(KIND, namespace, name, partial(_reconcile, kube, namespace, name), delay)
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _reject(kube: Kube, body: Body, message: str, now: datetime) -> None:
