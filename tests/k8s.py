@@ -34,6 +34,14 @@ def wait(cluster: Cluster, namespace: str, target: str, condition: str, timeout:
     )  # fmt: skip
 
 
+def wait_new(
+    cluster: Cluster, namespace: str, target: str, condition: str, timeout: int = 90
+) -> None:
+    """`wait` for an object the operator is yet to create: first that it exists."""
+    wait(cluster, namespace, target, "create", timeout)
+    wait(cluster, namespace, target, condition, timeout)
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import kopf
+from pydantic import ValidationError
 
 # Importing the package registers its handlers with kopf's default registry.
 from mlops_operator import (
@@ -27,6 +28,7 @@ from mlops_operator import (
     registration,
     storage,
 )
+from mlops_operator.api import describe_errors
 from mlops_operator.kube import Kube
 from mlops_operator.leader import LeaderElection
 
@@ -250,6 +252,9 @@ def _register_once(args: argparse.Namespace) -> int:
             description=args.description,
             labels=labels,
         )
+    except ValidationError as err:  # what the Dataset's schema refuses, field by field
+        print(f"cannot register {args.uri}: {'; '.join(describe_errors(err))}", file=sys.stderr)
+        return 1
     except Exception as err:  # one clear line for the pipeline's log, and a failed exit
         print(f"cannot register {args.uri}: {type(err).__name__}: {err}", file=sys.stderr)
         return 1

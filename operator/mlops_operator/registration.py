@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
@@ -192,36 +192,59 @@ def register(
     *,
     claim_wait: float = CLAIM_WAIT_SECONDS,
 ) -> Registered:
-    """Register `content` at `uri` as the next version of dataset `name`, exactly once."""
+    """Register `content` at `uri` as the next version of dataset `name`, exactly once.
+
+    The ledger holds, per dataset, `<last version> <digest> pending|done`: a claim is
+    `pending` from before its Dataset is created until after. A pending claim with no
+    Dataset is another registration in flight (waited for, up to `claim_wait`); a done one
+    whose Dataset is gone was deleted, and its number stays used.
+    """
     deadline = time.monotonic() + claim_wait
-    for _ in range(MAX_TRIES):
+    conflicts = 0
+    while conflicts < MAX_TRIES:
         existing = registry.versions(name)
         if existing and _same(existing[-1], uri, content):
             body = existing[-1]
             return Registered(body["metadata"]["name"], int(body["spec"]["version"]), False, body)
         current = registry.ledger()
         data = dict((current or {}).get("data") or {})
-        try:
-            version, record = versions.next_claim(
-                data, name, content.digest, existing,
-                registering=lambda _: time.monotonic() < deadline, name_field="datasetName",
-            )  # fmt: skip
-        except versions.ClaimInFlight:
+        last, owner = versions.claim_of(data, name)
+        digest, _, state = owner.partition(" ")
+        top = versions.highest(existing, name, "datasetName")
+        if last > top and digest == content.digest:
+            version = last  # our own claim, from a run that stopped before creating
+        elif last > top and state != "done" and time.monotonic() < deadline:
             time.sleep(2.0)  # another registration holds the next number: let it finish
             continue
-        if record and not registry.claim(
-            current, versions.with_claim(data, name, version, content.digest)
-        ):
-            continue  # another claim came first
+        else:
+            version = max(last, top) + 1
+            claim = versions.with_claim(data, name, version, f"{content.digest} pending")
+            if not registry.claim(current, claim):
+                conflicts += 1  # another claim came first: read the ledger anew
+                continue
         body = build_dataset(
             registry.namespace, name, version, uri, content, extra or {}, labels or {}
         )
         created = registry.create(body)
-        if created is not None:
-            return Registered(body["metadata"]["name"], version, True, created)
-        # The name exists: ours from a run that crashed after creating it, or someone
-        # else's; the next pass sees it among the versions.
+        if created is None:
+            # The name exists: ours from a run that crashed after creating it, or someone
+            # else's; the next pass sees it among the versions.
+            conflicts += 1
+            continue
+        _mark_done(registry, name, version, content.digest)
+        return Registered(body["metadata"]["name"], version, True, created)
     raise RuntimeError(f"could not register a new version of dataset {name}")
+
+
+def _mark_done(registry: Registry, name: str, version: int, digest: str) -> None:
+    """Say in the ledger that this claim's Dataset exists (unless a newer claim came)."""
+    for _ in range(MAX_TRIES):
+        current = registry.ledger()
+        data = dict((current or {}).get("data") or {})
+        if versions.claim_of(data, name) != (version, f"{digest} pending"):
+            return
+        if registry.claim(current, versions.with_claim(data, name, version, f"{digest} done")):
+            return
 
 
 def _same(body: dict[str, Any], uri: str, content: Content) -> bool:
@@ -242,7 +265,10 @@ def register_dataset(
     labels: Mapping[str, str] | None = None,
 ) -> Registered:
     """The SDK call: digest the data at `uri` and register it as the next version of
-    `name` (unless the newest version already is this data). Returns the version."""
+    `name` (unless the newest version already is this data). Returns the version. A local
+    path is recorded as a `file://` URI (for data on a volume the runs mount there)."""
+    if "://" not in uri:
+        uri = Path(uri).resolve().as_uri()
     content = content_of(uri)
     extra: dict[str, Any] = {}
     if format:

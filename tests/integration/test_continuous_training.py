@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures import local_cluster
-from tests.k8s import apply, condition, events, get, items, status, wait
+from tests.k8s import apply, condition, events, get, items, status, wait, wait_new
 
 from .conftest import ROOT, Cluster, Operator
 from .test_modeldeployment import APPROVED, deployment, model, served_version
@@ -81,24 +81,31 @@ def test_a_trainingjob_waits_for_its_dataset_then_reads_it(
     assert ("Warning", "DatasetNotFound") in events(cluster, ns, "reads-churn")
     assert items(cluster, ns, "jobs") == []
 
-    apply(cluster, ns, dataset(1), dataset(2))
+    apply(cluster, ns, dataset(1))
     wait(cluster, ns, "tj/reads-churn", "condition=Ready")
     env = env_of(get(cluster, ns, "job", "reads-churn"))
-    assert env["MLOPS_DATASET_URI"] == "s3://data/churn/2/"  # latest: the newest Ready
-    assert env["MLOPS_DATASET_DIGEST"] == digest("churn 2")
-    assert (env["MLOPS_DATASET_NAME"], env["MLOPS_DATASET_VERSION"]) == ("churn", "2")
-    recorded = {
-        "uri": "s3://data/churn/2/",
-        "digest": digest("churn 2"),
-        "name": "churn",
-        "version": 2,
-    }
+    assert env["MLOPS_DATASET_URI"] == "s3://data/churn/1/"
+    assert env["MLOPS_DATASET_DIGEST"] == digest("churn 1")
+    assert (env["MLOPS_DATASET_NAME"], env["MLOPS_DATASET_VERSION"]) == ("churn", "1")
+    recorded = {"uri": "s3://data/churn/1/", "digest": digest("churn 1"), "name": "churn",
+                "version": 1}  # fmt: skip
     assert get(cluster, ns, "tj", "reads-churn")["status"]["dataset"] == recorded
     assert get(cluster, ns, "mdl", "iris-v1")["spec"]["lineage"]["dataset"] == recorded
-    wait(cluster, ns, "ds/churn-v2", "jsonpath={.status.usedBy.models[0]}=iris-v1")
-    used = get(cluster, ns, "ds", "churn-v2")["status"]["usedBy"]
+    wait(cluster, ns, "dataset/churn-v1", "jsonpath={.status.usedBy.models[0]}=iris-v1")
+    used = get(cluster, ns, "dataset", "churn-v1")["status"]["usedBy"]
     assert used == {"trainingJobs": ["reads-churn"], "models": ["iris-v1"]}
-    assert "usedBy" not in status(cluster, ns, "ds", "churn-v1")
+
+    # `latest` is the newest Ready version when the run starts.
+    apply(cluster, ns, dataset(2))
+    wait(cluster, ns, "dataset/churn-v2", "condition=Ready")
+    newest = trainingjob("reads-newest")
+    newest["spec"]["dataset"] = {"ref": {"name": "churn"}}
+    apply(cluster, ns, newest)
+    wait(cluster, ns, "tj/reads-newest", "condition=Ready")
+    assert env_of(get(cluster, ns, "job", "reads-newest"))["MLOPS_DATASET_VERSION"] == "2"
+    assert "usedBy" not in status(cluster, ns, "dataset", "churn-v2") or status(
+        cluster, ns, "dataset", "churn-v2"
+    )["usedBy"]["trainingJobs"] == ["reads-newest"]
 
 
 def test_a_pinned_dataset_version_that_is_missing_is_a_condition(
@@ -151,16 +158,16 @@ def test_the_watcher_registers_a_version_only_when_the_data_changed(
     assert watch() == "dataset churn: unchanged: the newest version is churn-v1"
     (data / "b.csv").write_text("x,y\n3,5\n")
     assert watch() == "dataset churn: registered churn-v2"
-    wait(cluster, ns, "ds/churn-v2", "condition=Ready")
-    v2 = get(cluster, ns, "ds", "churn-v2")["spec"]
-    assert v2["digest"] != get(cluster, ns, "ds", "churn-v1")["spec"]["digest"]
+    wait(cluster, ns, "dataset/churn-v2", "condition=Ready")
+    v2 = get(cluster, ns, "dataset", "churn-v2")["spec"]
+    assert v2["digest"] != get(cluster, ns, "dataset", "churn-v1")["spec"]["digest"]
     assert (v2["format"], v2["rows"], v2["sizeBytes"]) == ("csv", 2, 16)
     assert v2["schema"] == {
         "columns": [{"name": "x", "type": "int64"}, {"name": "y", "type": "int64"}]
     }
     assert v2["lineage"] == {"codeRevision": "abc123"}
     # A deleted version's number is never given again.
-    cluster.kubectl("delete", "-n", ns, "ds", "churn-v2")
+    cluster.kubectl("delete", "-n", ns, "dataset", "churn-v2")
     (data / "b.csv").write_text("x,y\n3,6\n")
     assert watch() == "dataset churn: registered churn-v3"
     # `lineage` as this account: refused (it may not read Models), said in one line.
@@ -204,13 +211,13 @@ def test_new_data_trains_and_a_better_model_is_rolled_out(
     ct = continuous("churn", {"onNewDataset": {"name": "churn"}}, accuracy=0.90)
     ct["spec"]["template"]["metadata"] = {"labels": APPROVED}
     apply(cluster, ns, dataset(1), ct, deployment("web", policy=policy))
-    wait(cluster, ns, "tj/churn-d1", "condition=Ready")
+    wait_new(cluster, ns, "tj/churn-d1", "condition=Ready")
     wait(cluster, ns, "mdep/web", "condition=Ready")
     assert served_version(cluster, ns, "web") == 1
 
     # v2: its run reports a better metric; it is rolled out.
     apply(cluster, ns, continuous_accuracy(cluster, ns, "churn", 0.95), dataset(2))
-    wait(cluster, ns, "tj/churn-d2", "condition=Ready")
+    wait_new(cluster, ns, "tj/churn-d2", "condition=Ready")
     model = get(cluster, ns, "mdl", "iris-v2")
     lineage = model["spec"]["lineage"]
     assert (lineage["dataset"]["name"], lineage["dataset"]["version"]) == ("churn", 2)
@@ -224,7 +231,7 @@ def test_new_data_trains_and_a_better_model_is_rolled_out(
 
     # v3: worse; registered, not rolled out.
     apply(cluster, ns, continuous_accuracy(cluster, ns, "churn", 0.80), dataset(3))
-    wait(cluster, ns, "tj/churn-d3", "condition=Ready")
+    wait_new(cluster, ns, "tj/churn-d3", "condition=Ready")
     assert get(cluster, ns, "mdl", "iris-v3")["spec"]["metrics"]["accuracy"] == 0.80
     wait(cluster, ns, "ct/churn", "jsonpath={.status.lastSuccessfulModel}=iris-v3")
     assert get(cluster, ns, "mdep", "web")["status"]["currentModel"] == "iris-v2"
@@ -285,15 +292,15 @@ def test_forbid_defers_new_data_until_the_active_run_ends(
     annotations = ct["spec"]["template"]["spec"]["podMetadata"]["annotations"]
     annotations["sim.mlops.seed.dev/duration"] = "1h"
     apply(cluster, ns, dataset(1), ct)
-    wait(cluster, ns, "tj/slow-d1", "jsonpath={.status.phase}=Running")
+    wait_new(cluster, ns, "tj/slow-d1", "jsonpath={.status.phase}=Running")
     apply(cluster, ns, dataset(2), dataset(3))
-    wait(cluster, ns, "ct/slow", "jsonpath={.status.decisions[-1].action}=Deferred")
+    wait(cluster, ns, "ct/slow", "jsonpath={.status.decisions[-1].detail}=churn-v3")
     last = status(cluster, ns, "ct", "slow")["decisions"][-1]
-    assert (last["reason"], last["detail"]) == ("ConcurrencyForbid", "churn-v3")
+    assert (last["action"], last["reason"]) == ("Deferred", "ConcurrencyForbid")
     assert runs(cluster, ns, "slow") == ["slow-d1"]
     cluster.kubectl("delete", "-n", ns, "tj", "slow-d1", "--wait=true")
     # The active run is gone: the newest version (not each one missed) starts a run.
-    wait(cluster, ns, "tj/slow-d3", "jsonpath={.status.phase}=Running")
+    wait_new(cluster, ns, "tj/slow-d3", "jsonpath={.status.phase}=Running")
     assert runs(cluster, ns, "slow") == ["slow-d3"]
 
 
@@ -307,7 +314,7 @@ def test_a_schedule_fires_on_time_and_records_it(cluster: Cluster, op_namespace:
     wait(cluster, ns, "ct/nightly", "condition=Ready")
     planned = status(cluster, ns, "ct", "nightly")["nextScheduleTime"]
     minute = int(datetime.fromisoformat(planned.replace("Z", "+00:00")).timestamp() // 60)
-    wait(cluster, ns, f"tj/nightly-s{minute}", "condition=Ready", timeout=150)
+    wait_new(cluster, ns, f"tj/nightly-s{minute}", "condition=Ready", timeout=150)
     tj = get(cluster, ns, "tj", f"nightly-s{minute}")
     trigger = json.loads(tj["metadata"]["annotations"]["mlops.seed.dev/trigger"])
     assert trigger == {"continuousTraining": "nightly", "type": "schedule", "detail": planned}
@@ -364,9 +371,9 @@ def test_history_limits_keep_the_newest_runs_and_every_model(
     ns = op_namespace
     ct = continuous("hist", {"onNewDataset": {"name": "churn"}}, successfulRunsHistoryLimit=1)
     apply(cluster, ns, dataset(1), ct)
-    wait(cluster, ns, "tj/hist-d1", "condition=Ready")
+    wait_new(cluster, ns, "tj/hist-d1", "condition=Ready")
     apply(cluster, ns, dataset(2))
-    wait(cluster, ns, "tj/hist-d2", "condition=Ready")
+    wait_new(cluster, ns, "tj/hist-d2", "condition=Ready")
     wait(cluster, ns, "tj/hist-d1", "delete")
     assert runs(cluster, ns, "hist") == ["hist-d2"]
     assert sorted(m["metadata"]["name"] for m in items(cluster, ns, "mdl")) == [

@@ -39,7 +39,6 @@ def next_claim(
     uid: str,
     models: list[dict[str, Any]],
     registering: Callable[[str], bool] = lambda _: False,
-    name_field: str = "modelName",
 ) -> tuple[int, bool]:
     """The version this TrainingJob registers as, and whether the ledger must record it.
 
@@ -51,7 +50,7 @@ def next_claim(
     last, owner = claim_of(data, model_name)
     if owner == uid and last:
         return last, False
-    top = highest(models, model_name, name_field)
+    top = highest(models, model_name)
     if last > top and owner and registering(owner):
         raise ClaimInFlight(model_name, last, owner)
     return max(last, top) + 1, True

@@ -38,31 +38,40 @@ async def continuoustraining_event(
         reconcile(kube, namespace or "", name)
 
 
+# Each handler below feeds the cache itself before it wakes anyone: kopf runs the handlers
+# of one event one after the other, and the reconcile it queues may start on a worker thread
+# before the kind's own controller has fed the cache (feeding it twice is harmless).
+
+
 @kopf.on.event(GROUP, VERSION, TJ_PLURAL, labels={continuous.CT_LABEL: kopf.PRESENT})
-async def run_event(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """One of its runs changed (the TrainingJob controller feeds the cache)."""
-    reconcile(memo["kube"], namespace or "", labels[continuous.CT_LABEL])
+async def run_event(
+    event: kopf.RawEvent, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """One of its runs changed: a finished or deleted run frees a `Forbid` slot."""
+    kube: Kube = memo["kube"]
+    kube.seen(TJ_PLURAL, event)
+    reconcile(kube, namespace or "", labels[continuous.CT_LABEL])
 
 
 @kopf.on.event(GROUP, VERSION, "datasets")
-async def dataset_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def dataset_event(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     """A Dataset version appeared or became Ready: the ContinuousTrainings watching it look."""
+    kube: Kube = memo["kube"]
+    kube.seen("datasets", event)
     name = (body.get("spec") or {}).get("datasetName")
-    _wake(
-        memo["kube"], namespace or "", lambda t: (t.get("onNewDataset") or {}).get("name") == name
-    )
+    _wake(kube, namespace or "", lambda t: (t.get("onNewDataset") or {}).get("name") == name)
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
 async def modeldeployment_event(
-    name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """The watched ModelDeployment changed: its condition may have turned."""
-    _wake(
-        memo["kube"],
-        namespace or "",
-        lambda t: (t.get("onModelDeployment") or {}).get("name") == name,
-    )
+    kube: Kube = memo["kube"]
+    kube.seen("modeldeployments", event)
+    _wake(kube, namespace or "", lambda t: (t.get("onModelDeployment") or {}).get("name") == name)
 
 
 def _wake(kube: Kube, namespace: str, watches: Any) -> None:

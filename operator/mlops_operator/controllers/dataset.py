@@ -53,34 +53,38 @@ def _wake_waiting(kube: Kube, namespace: str, dataset_name: str | None) -> None:
 
 @kopf.on.event(GROUP, VERSION, trainingjob.PLURAL)
 async def trainingjob_event(
-    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """A run that recorded the registered version it reads: that version's usedBy."""
-    _refresh_record(memo["kube"], namespace or "", (body.get("status") or {}).get("dataset"),
-                    body["metadata"]["name"], "trainingJobs")  # fmt: skip
+    record = (body.get("status") or {}).get("dataset")
+    _refresh_record(memo["kube"], event, trainingjob.PLURAL, record, "trainingJobs")
 
 
 @kopf.on.event(GROUP, VERSION, "models")
-async def model_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def model_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Model trained on a registered version: that version's usedBy."""
-    lineage = (body.get("spec") or {}).get("lineage") or {}
-    _refresh_record(
-        memo["kube"], namespace or "", lineage.get("dataset"), body["metadata"]["name"], "models"
-    )
+    record = ((body.get("spec") or {}).get("lineage") or {}).get("dataset")
+    _refresh_record(memo["kube"], event, "models", record, "models")
 
 
 def _refresh_record(
-    kube: Kube, namespace: str, record: dict[str, Any] | None, user: str, field: str
+    kube: Kube, event: kopf.RawEvent, plural: str, record: dict[str, Any] | None, field: str
 ) -> None:
-    """Refresh the Dataset a record names unless its usedBy lists `user` already."""
+    """Refresh the Dataset a record (of the event's object) names, unless its usedBy lists
+    the object already."""
     if not record or not record.get("name") or not record.get("version"):
         return
+    # Fed here too: the refresh lists these objects, maybe before their own controller's
+    # handler for this event has run.
+    kube.seen(plural, event)
+    meta = cast(Body, event["object"])["metadata"]
+    namespace = meta.get("namespace") or ""
     name = dataset_object_name(str(record["name"]), int(record["version"]))
     body = kube.get_custom(PLURAL, namespace, name)
     if body is None:
         return
     listed = ((body.get("status") or {}).get("usedBy") or {}).get(field) or []
-    if user not in listed:
+    if meta["name"] not in listed or event["type"] == "DELETED":
         refresh(kube, namespace, name)
 
 
