@@ -370,16 +370,18 @@ def test_history_limits_keep_the_newest_runs_and_every_model(
 ) -> None:
     ns = op_namespace
     ct = continuous("hist", {"onNewDataset": {"name": "churn"}}, successfulRunsHistoryLimit=1)
-    apply(cluster, ns, dataset(1), ct)
+    # A TrainingJob of the user's that carries the label but is not owned: never deleted.
+    mine = trainingjob("mine", model="other")
+    mine["metadata"]["labels"] = {CT_LABEL: "hist"}
+    apply(cluster, ns, mine, dataset(1), ct)
     wait_new(cluster, ns, "tj/hist-d1", "condition=Ready")
     apply(cluster, ns, dataset(2))
     wait_new(cluster, ns, "tj/hist-d2", "condition=Ready")
     wait(cluster, ns, "tj/hist-d1", "delete")
-    assert runs(cluster, ns, "hist") == ["hist-d2"]
+    assert runs(cluster, ns, "hist") == ["hist-d2", "mine"]
     assert sorted(m["metadata"]["name"] for m in items(cluster, ns, "mdl")) == [
-        "iris-v1",
-        "iris-v2",
-    ]
+        "iris-v1", "iris-v2", "other-v1",
+    ]  # fmt: skip
 
 
 def test_a_cron_expression_only_the_operator_can_refuse_stalls(
