@@ -415,3 +415,11 @@ def test_a_dataset_is_immutable() -> None:
         "is immutable: a Dataset is one version; register a new version instead"
     ]
     assert old.spec.update_errors(old.spec) == []
+
+
+def test_resolved_uri_is_the_plain_uri_only() -> None:
+    """What a run whose Job an older operator made reads: its uri, with no lookup."""
+    plain = TrainingData(uri="s3://d/iris.csv", digest=DIGEST)
+    assert datasets.resolved_uri(plain) == ResolvedDataset(uri="s3://d/iris.csv", digest=DIGEST)
+    assert datasets.resolved_uri(TrainingData(ref={"name": "iris-data"})) is None
+    assert datasets.resolved_uri(None) is None

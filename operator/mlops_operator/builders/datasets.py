@@ -50,8 +50,7 @@ def resolve(
     if data is None:
         return None
     if data.ref is None:
-        assert data.uri is not None  # exactly one of uri or ref (CEL and pydantic)
-        return ResolvedDataset(uri=data.uri, digest=data.digest)
+        return resolved_uri(data)
     ref = data.ref
     if ref.version == "latest":
         body = newest_ready(datasets, ref.name)
@@ -75,6 +74,13 @@ def resolve(
     return ResolvedDataset(
         uri=spec["uri"], digest=spec["digest"], name=spec["datasetName"], version=spec["version"]
     )
+
+
+def resolved_uri(data: TrainingData | None) -> ResolvedDataset | None:
+    """A plain-uri dataset as what the run reads (None for none, or for a `ref`)."""
+    if data is None or data.uri is None:
+        return None
+    return ResolvedDataset(uri=data.uri, digest=data.digest)
 
 
 def _ready_message(body: dict[str, Any]) -> str:

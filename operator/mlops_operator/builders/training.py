@@ -52,7 +52,7 @@ def build_job(
     if dataset is None and spec.dataset is not None:
         if spec.dataset.ref is not None:
             raise ValueError("a dataset ref must be resolved before the Job is built")
-        dataset = ResolvedDataset(uri=spec.dataset.uri or "", digest=spec.dataset.digest)
+        dataset = datasets.resolved_uri(spec.dataset)
     multi = spec.nodes > 1
     name = job_name(tj, attempt)
     job_labels = labels(tj)

@@ -166,7 +166,10 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
             post(body, [Event("Normal", "JobCreated", f"created Job {job_name}")])
     else:
         job = kube.get_job(namespace, job_name)
-        resolved = datasets.of_job(job) or previous.dataset
+        # Fixed when the Job was made: its annotation, else the status (a plain uri needs no
+        # lookup, for a run whose Job an older operator made).
+        plain = tj.spec.dataset if tj.spec.dataset and tj.spec.dataset.uri else None
+        resolved = datasets.of_job(job) or previous.dataset or datasets.resolved_uri(plain)
     if job is not None and not owned_by(job, uid):
         # Never adopt, suspend or read a Job that belongs to someone else.
         _finish(kube, body, tj, name_conflict(job_name), job_name, None, 1, resolved)
@@ -199,8 +202,9 @@ def _finish(
 ) -> None:
     """Register the output if the run succeeded, then write status and announce it."""
     previous = tj.status or TrainingJobStatus()
-    succeeded = observed and observed.phase == "Succeeded"
-    outcome = _register(kube, tj, observed, dataset) if observed and succeeded else None
+    outcome = None
+    if observed is not None and observed.phase == "Succeeded":
+        outcome = _register(kube, tj, observed, dataset)
     status = training_status(
         tj,
         observed,
