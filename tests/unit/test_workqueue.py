@@ -156,3 +156,32 @@ def test_an_event_during_a_backoff_runs_at_once() -> None:
     queue.add("k", lambda: (ran.append("news"), done.set()))
     assert done.wait(WAIT)
     assert ran == ["news"]
+
+
+def test_add_after_runs_the_key_once_its_time_comes_and_the_sooner_time_wins() -> None:
+    """A ContinuousTraining's clock: the next schedule time, or a cooldown's end."""
+    queue = WorkQueue(threads=2)
+    ran: list[tuple[str, float]] = []
+    done = threading.Event()
+
+    def work(label: str) -> None:
+        ran.append((label, time.monotonic()))
+        done.set()
+
+    start = time.monotonic()
+    queue.add_after("ct", lambda: work("late"), 30)
+    queue.add_after("ct", lambda: work("soon"), 0.2)  # sooner: replaces the later one
+    queue.add_after("ct", lambda: work("later again"), 20)  # later than what waits: ignored
+    assert done.wait(WAIT)
+    ((label, at),) = ran
+    assert label == "soon"
+    assert at - start >= 0.2  # not before its time
+
+
+def test_an_event_runs_a_waiting_key_at_once() -> None:
+    queue = WorkQueue(threads=1)
+    done = threading.Event()
+    queue.add_after("ct", lambda: None, 3600)
+    queue.add("ct", done.set)
+    assert done.wait(WAIT)
+    assert queue.depth() == 0  # the hour-long wait went with it: the reconcile asks anew
