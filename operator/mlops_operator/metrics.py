@@ -35,6 +35,8 @@ NO_PHASE = "Unknown"
 STRATEGIES = ("RollingUpdate", "Canary")
 TRIGGERS = ("schedule", "onNewDataset", "onModelDeployment")
 ACTIONS = ("Started", "Replaced", "Skipped", "Deferred")
+# The ModelDeployment conditions exported per object, for alerts on one deployment.
+MODELDEPLOYMENT_CONDITIONS = ("Ready", "Degraded", "Stalled", "Reconciling")
 
 RECONCILES = Counter(
     "mlops_operator_reconcile",
@@ -80,6 +82,25 @@ TRIGGER_DECISIONS = Counter(
     "mlops_operator_trigger_decisions",
     "ContinuousTraining triggers that fired, by trigger and what was decided.",
     ["trigger", "action"],
+)
+# The reasons a run fails with (docs/training.md); each starts at 0 in a namespace once a
+# TrainingJob is seen there, so increase() counts a namespace's first failure too.
+FAILURE_REASONS = (
+    "BackoffLimitExceeded",
+    "DeadlineExceeded",
+    "OOMKilled",
+    "ImagePullFailed",
+    "JobDeleted",
+    "JobNameConflict",
+    "OutputInvalid",
+    "InvalidSpec",
+)
+# Incremented by the TrainingJob controller when it writes a run's move to Failed: by the
+# writer, once, so a restart's initial listing does not count old failures again.
+TRAININGJOB_FAILURES = Counter(
+    "mlops_operator_trainingjob_failures",
+    "TrainingJobs that reached phase Failed, by namespace and failure reason.",
+    ["namespace", "reason"],
 )
 
 # Known label values start at 0, so rate() and alerts work before the first event.
@@ -146,15 +167,24 @@ def trigger_decided(trigger: str, action: str) -> None:
     TRIGGER_DECISIONS.labels(trigger, action).inc()
 
 
+def trainingjob_failed(namespace: str, reason: str) -> None:
+    TRAININGJOB_FAILURES.labels(namespace, reason).inc()
+
+
 class _Phases(Collector):
     """TrainingJobs by phase, as the watch last showed them: a gauge computed at scrape."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._phases: dict[tuple[str, str], str] = {}
+        self._namespaces: set[str] = set()
 
     def seen(self, event: str | None, namespace: str, name: str, phase: str | None) -> None:
         with self._lock:
+            if namespace not in self._namespaces:
+                self._namespaces.add(namespace)
+                for reason in FAILURE_REASONS:
+                    TRAININGJOB_FAILURES.labels(namespace, reason)
             if event == "DELETED":
                 self._phases.pop((namespace, name), None)
             else:
@@ -180,6 +210,46 @@ REGISTRY.register(_TRAININGJOBS)
 def trainingjob_seen(event: str | None, namespace: str, name: str, phase: str | None) -> None:
     """Called for every watch event of a TrainingJob (`event` is the watch event type)."""
     _TRAININGJOBS.seen(event, namespace, name, phase)
+
+
+class _DeploymentConditions(Collector):
+    """Each ModelDeployment's conditions as the watch last showed them, computed at scrape."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._true: dict[tuple[str, str], frozenset[str]] = {}
+
+    def seen(self, event: str | None, namespace: str, name: str, true: frozenset[str]) -> None:
+        with self._lock:
+            if event == "DELETED":
+                self._true.pop((namespace, name), None)
+            else:
+                self._true[(namespace, name)] = true
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            known = sorted(self._true.items())
+        gauge = GaugeMetricFamily(
+            "mlops_operator_modeldeployment_condition",
+            "1 when that condition of the ModelDeployment is True, else 0.",
+            labels=["namespace", "name", "type"],
+        )
+        for (namespace, name), true in known:
+            for type_ in MODELDEPLOYMENT_CONDITIONS:
+                gauge.add_metric([namespace, name, type_], int(type_ in true))
+        yield gauge
+
+
+_MODELDEPLOYMENTS = _DeploymentConditions()
+REGISTRY.register(_MODELDEPLOYMENTS)
+
+
+def modeldeployment_seen(
+    event: str | None, namespace: str, name: str, conditions: list[dict[str, str]]
+) -> None:
+    """Called for every watch event of a ModelDeployment, with its status.conditions."""
+    true = frozenset(c.get("type", "") for c in conditions if c.get("status") == "True")
+    _MODELDEPLOYMENTS.seen(event, namespace, name, true)
 
 
 def serve(port: int, host: str) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.fixtures import OPERATOR_PREFIX, fresh_namespace
 from tests.k8s import apply, condition, events, get, items, wait
+from tests.readiness import summary
 
 from .conftest import Cluster, Operator
 from .test_trainingjob import report, trainingjob
@@ -171,8 +172,29 @@ def test_a_version_that_never_gets_ready_is_rolled_back(
     assert md["status"]["failedVersion"] == 2
     assert md["status"]["history"][0]["outcome"] == "RolledBack"
     assert served_version(cluster, ns, "safe") == 1
-    wait(cluster, ns, "mdep/safe", "condition=Ready")
+    # Version 1 serves, but version 2 was asked for: Stalled until the spec or a version changes.
+    wait(cluster, ns, "mdep/safe", "jsonpath={.status.readyReplicas}=1")
+    md = get(cluster, ns, "mdep", "safe")
+    assert summary(md["status"]["conditions"]) == ("Stalled", "RolledBack")
+    assert "rolled back to version 1" in condition(md, "Ready")["message"]
     assert ("Warning", "RolledBack") in events(cluster, ns, "safe")
+
+
+def test_a_pinned_first_rollout_past_its_deadline_stalls(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    """Nothing to roll back to: past progressDeadlineSeconds the rollout ends, terminally
+    (Stalled, ProgressDeadlineExceeded, an Event), instead of saying RollingOut forever."""
+    ns = op_namespace
+    sim = {"annotations": {"sim.mlops.seed.dev/unready-model-versions": "3"}}
+    apply(cluster, ns, model(3), deployment("stuck", version=3, progressDeadlineSeconds=15,
+                                            podMetadata=sim))  # fmt: skip
+    wait(cluster, ns, "mdep/stuck", "condition=Stalled")
+    md = get(cluster, ns, "mdep", "stuck")
+    assert summary(md["status"]["conditions"]) == ("Stalled", "ProgressDeadlineExceeded")
+    assert "version 3 is not Ready after 15s" in condition(md, "Stalled")["message"]
+    assert condition(md, "Progressing")["status"] == "False"
+    assert ("Warning", "ProgressDeadlineExceeded") in events(cluster, ns, "stuck")
 
 
 def test_deleting_a_served_model_waits(cluster: Cluster, op_namespace: str) -> None:

@@ -12,6 +12,7 @@ from kubernetes import client
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.controllers.common import FAULT_ENV
 from tests.k8s import apply, condition, events, get, items, wait
+from tests.readiness import summary
 
 from .conftest import Cluster, Operator
 
@@ -281,11 +282,14 @@ def test_malformed_report_is_output_invalid(cluster: Cluster, op_namespace: str)
     ns = op_namespace
     sim = {"sim.mlops.seed.dev/message": '{"metrics": {"accuracy": "great"}}'}
     apply(cluster, ns, trainingjob("garbled", sim=sim))
-    wait(cluster, ns, "tj/garbled", "condition=ModelRegistered=False")
+    wait(cluster, ns, "tj/garbled", "condition=Stalled")
     tj = get(cluster, ns, "tj", "garbled")
-    assert tj["status"]["phase"] == "Succeeded", "the run's success stays visible"
+    # No Model: the run failed, terminally, as Flux and Argo CD must show it.
+    assert tj["status"]["phase"] == "Failed"
+    assert tj["status"]["failure"]["reason"] == "OutputInvalid"
+    assert summary(tj["status"]["conditions"]) == ("Stalled", "OutputInvalid")
+    assert condition(tj, "ModelRegistered")["status"] == "False"
     ready = condition(tj, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "OutputInvalid")
     assert "metrics.accuracy" in ready["message"]
     assert "artifact" in ready["message"]
     assert items(cluster, ns, "mdl") == []
@@ -419,9 +423,11 @@ def test_a_diverged_run_names_its_non_finite_metric(cluster: Cluster, op_namespa
     ns = op_namespace
     diverged = '{"metrics": {"loss": NaN, "accuracy": 0.2}, "artifact": {"uri": "s3://b/m"}}'
     apply(cluster, ns, trainingjob("diverged", sim={"sim.mlops.seed.dev/message": diverged}))
-    wait(cluster, ns, "tj/diverged", "condition=ModelRegistered=False")
-    ready = condition(get(cluster, ns, "tj", "diverged"), "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "OutputInvalid")
+    wait(cluster, ns, "tj/diverged", "condition=Stalled")
+    tj = get(cluster, ns, "tj", "diverged")
+    assert tj["status"]["phase"] == "Failed"
+    assert summary(tj["status"]["conditions"]) == ("Stalled", "OutputInvalid")
+    ready = condition(tj, "Ready")
     assert "metrics.loss" in ready["message"]
     assert "finite" in ready["message"]
     assert items(cluster, ns, "mdl") == []

@@ -14,6 +14,7 @@ from mlops_operator.builders import serving
 from mlops_operator.builders.pods import why_not_ready
 from mlops_operator.builders.registry import model_readiness, served_by
 from mlops_operator.builders.rollout import Track, plan, resolve, skipped_version, track
+from tests.readiness import summary
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 UID = "11111111-2222-4333-8444-555555555555"
@@ -117,11 +118,13 @@ def test_first_rollout_then_ready() -> None:
     assert first.canary is None
     assert first.in_progress
     assert first.status.history[0].outcome == "Progressing"
+    assert summary(first.status.conditions) == ("Reconciling", "RollingOut")
     done = plan(md(first.status.wire(), replicas=2), model(1), "pinned", ready(1, 2), Track(), NOW)
     assert done.status.current_version == 1
     assert done.status.history[0].outcome == "Succeeded"
     assert not done.in_progress
     assert [e.reason for e in done.events] == ["RolloutSucceeded"]
+    assert summary(done.status.conditions) == ("Ready", "Serving")
 
 
 def test_rolling_update_succeeds_or_rolls_back_at_the_deadline() -> None:
@@ -137,8 +140,55 @@ def test_rolling_update_succeeds_or_rolls_back_at_the_deadline() -> None:
     assert late.status.history[0].outcome == "RolledBack"
     degraded = next(c for c in late.status.conditions if c.type == "Degraded")
     assert (degraded.status, degraded.reason) == ("True", "RolledBack")
+    assert summary(late.status.conditions) == ("Stalled", "RolledBack")
     assert skipped_version(md(late.status.wire())) == 2
     assert skipped_version(md(late.status.wire(), generation=2)) is None, "a new spec forgives"
+
+
+def test_a_rolled_back_deployment_stays_stalled_while_the_old_version_serves() -> None:
+    """What was asked for is not served: Stalled (Flux: Failed; Argo CD: Degraded) until a
+    new spec or a newer version; the message says what serves."""
+    start = plan(md(serving_status(1)), model(2), "pinned", ready(1), Track(), NOW)
+    waiting = md(start.status.wire(), progressDeadlineSeconds=60)
+    late = plan(waiting, model(2), "pinned", rolling(2), Track(), NOW + timedelta(seconds=61))
+    held = md(late.status.wire(), progressDeadlineSeconds=60)
+    after = NOW + timedelta(minutes=5)
+    # resolve() keeps the served version while version 2 is skipped.
+    assert skipped_version(held) == 2
+    steady = plan(held, model(1), "pinned version 2 was rolled back", ready(1), Track(), after)
+    assert steady.stable == (1, 1)
+    assert summary(steady.status.conditions) == ("Stalled", "RolledBack")
+    ready_condition = next(c for c in steady.status.conditions if c.type == "Ready")
+    assert "rolled back to version 1" in ready_condition.message
+    assert steady.events == [], "announced once, at the rollback"
+    forgiven = md(late.status.wire(), generation=2, progressDeadlineSeconds=60)
+    retry = plan(forgiven, model(1), "pinned", ready(1), Track(), after)
+    assert summary(retry.status.conditions) == ("Ready", "Serving")
+    newer = plan(held, model(3), "r", ready(1), Track(), after)
+    assert summary(newer.status.conditions) == ("Reconciling", "RollingOut")
+
+
+def test_a_first_rollout_past_its_deadline_stalls_once_and_recovers() -> None:
+    """Pinned, nothing to roll back to: past the deadline it ends (Stalled,
+    ProgressDeadlineExceeded, the pods' reason, one Event); pods Ready later still finish."""
+    spec = {"progressDeadlineSeconds": 15}
+    first = plan(md(**spec), model(1), "pinned", Track(), Track(), NOW)
+    why = "pod web-a: container main is waiting: ImagePullBackOff"
+    later = NOW + timedelta(seconds=16)
+    late = plan(
+        md(first.status.wire(), **spec), model(1), "pinned", rolling(1), Track(), later, why
+    )
+    assert summary(late.status.conditions) == ("Stalled", "ProgressDeadlineExceeded")
+    stalled = next(c for c in late.status.conditions if c.type == "Stalled")
+    assert why in stalled.message
+    assert "not rolled back" in stalled.message
+    assert [(e.type, e.reason) for e in late.events] == [("Warning", "ProgressDeadlineExceeded")]
+    again = plan(md(late.status.wire(), **spec), model(1), "pinned", rolling(1), Track(),
+                 later + timedelta(seconds=30), why)  # fmt: skip
+    assert again.events == [], "the Event comes once"
+    assert again.stable == (1, 1), "the Deployment keeps trying"
+    done = plan(md(again.status.wire(), **spec), model(1), "pinned", ready(1), Track(), later)
+    assert summary(done.status.conditions) == ("Ready", "Serving")
 
 
 def test_auto_rollback_off_keeps_trying() -> None:
@@ -148,6 +198,7 @@ def test_auto_rollback_off_keeps_trying() -> None:
                 NOW + timedelta(minutes=5))  # fmt: skip
     assert late.stable == (2, 1)
     assert late.status.failed_version is None
+    assert summary(late.status.conditions) == ("Stalled", "ProgressDeadlineExceeded")
 
 
 def test_canary_walks_its_steps_and_promotes() -> None:
@@ -167,6 +218,7 @@ def test_canary_walks_its_steps_and_promotes() -> None:
     assert (step1.stable, step1.canary) == ((1, 2), (2, 2))
     assert step1.status.canary is not None
     assert (step1.status.canary.step, step1.status.canary.weight) == (1, 50)
+    assert summary(step1.status.conditions) == ("Reconciling", "Canary")
 
     promote = plan(md(step1.status.wire(), **spec), model(2), "r", ready(1, 2), ready(2, 2), later)
     assert promote.status.canary is not None
@@ -189,6 +241,7 @@ def test_canary_that_never_gets_ready_is_rolled_back() -> None:
     assert late.canary is None
     assert late.stable == (1, 1)
     assert late.status.failed_version == 2
+    assert summary(late.status.conditions) == ("Stalled", "RolledBack")
 
 
 def test_a_newer_target_supersedes_the_rollout_in_flight() -> None:
@@ -204,8 +257,7 @@ def test_a_newer_target_supersedes_the_rollout_in_flight() -> None:
 def test_nothing_to_serve() -> None:
     empty = plan(md(), None, "no version matches", Track(), Track(), NOW)
     assert (empty.stable, empty.canary) == (None, None)
-    ready_condition = next(c for c in empty.status.conditions if c.type == "Ready")
-    assert (ready_condition.status, ready_condition.reason) == ("False", "NoModel")
+    assert summary(empty.status.conditions) == ("Reconciling", "NoModel"), "one may come"
 
 
 def test_track_reads_a_deployment() -> None:

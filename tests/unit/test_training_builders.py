@@ -11,9 +11,10 @@ from mlops_operator.api import TrainingJob
 from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders import registry, training, versions
-from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.conditions import set_condition, set_readiness
 from mlops_operator.builders.meta import owned_by
 from mlops_operator.builders.training_status import (
+    JobObservation,
     Outcome,
     attempts,
     desired_suspend,
@@ -27,6 +28,7 @@ from mlops_operator.builders.training_status import (
     should_restart,
     training_status,
 )
+from tests.readiness import summary
 
 UID = "0123abcd-0000-4000-8000-000000000000"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -256,15 +258,37 @@ def test_succeeded_and_registered_is_ready() -> None:
     assert is_finished(status)
 
 
-def test_output_invalid_keeps_the_success_visible() -> None:
+def test_output_invalid_is_a_terminal_failure() -> None:
+    """A run that produced no Model did not succeed: Failed and Stalled, so Flux and Argo CD
+    show it failed, even after a pass that saw the Job succeed and began registering."""
     seen = observe(job_status(("Complete", "Completed")), [])
+    registering = training_status(tj(), seen, job_name="iris", attempts=1, outcome=None, now=NOW)
+    assert registering.phase == "Succeeded"
     outcome = Outcome(output_error="the training container wrote no termination message")
-    status = training_status(tj(), seen, job_name="iris", attempts=1, outcome=outcome, now=NOW)
-    assert status.phase == "Succeeded"
-    ready = next(c for c in status.conditions if c.type == "Ready")
-    assert (ready.status, ready.reason) == ("False", "OutputInvalid")
-    assert "no termination message" in ready.message
+    status = training_status(
+        tj().model_copy(update={"status": registering}),
+        seen,
+        job_name="iris",
+        attempts=1,
+        outcome=outcome,
+        now=NOW,
+    )
+    assert status.phase == "Failed"
+    assert status.failure is not None
+    assert status.failure.reason == "OutputInvalid"
+    by_type = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert by_type == {
+        "Running": ("False", "OutputInvalid"),
+        "Succeeded": ("False", "OutputInvalid"),
+        "Failed": ("True", "OutputInvalid"),
+        "ModelRegistered": ("False", "OutputInvalid"),
+        "Ready": ("False", "OutputInvalid"),
+        "Stalled": ("True", "OutputInvalid"),
+    }
+    assert "no termination message" in status.failure.message
     assert is_finished(status), "no retry: the output will not change"
+    events = lifecycle_events(registering, status)
+    assert [(e.type, e.reason) for e in events] == [("Warning", "OutputInvalid")]
 
 
 def test_a_vanished_job_is_job_deleted() -> None:
@@ -428,3 +452,49 @@ def test_a_claim_still_being_registered_is_waited_for_not_skipped() -> None:
     assert versions.next_claim(ledger, "iris", "run-b", [], lambda uid: False) == (10, True)
     made = [{"metadata": {"name": "iris-v9"}, "spec": {"modelName": "iris", "version": 9}}]
     assert versions.next_claim(ledger, "iris", "run-b", made, lambda uid: True) == (10, True)
+
+
+# --- the summary GitOps tools read ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("job", "outcome", "expected"),
+    [
+        (None, None, ("Reconciling", "Creating")),
+        (job_status(active=1, ready=0), None, ("Reconciling", "Pending")),
+        (job_status(active=1, ready=1), None, ("Reconciling", "Running")),
+        (job_status(("Suspended", "JobSuspended")), None, ("Reconciling", "Suspended")),
+        (job_status(("Complete", "Completed")), None, ("Reconciling", "Registering")),
+        (job_status(("Complete", "Completed")), "registered", ("Ready", "ModelRegistered")),
+        (job_status(("Failed", "BackoffLimitExceeded")), None, ("Stalled", "BackoffLimitExceeded")),
+    ],
+)
+def test_every_phase_summarises_as_flux_and_argo_cd_read_it(
+    job: dict[str, Any] | None, outcome: str | None, expected: tuple[str, str]
+) -> None:
+    seen = observe(job, [])
+    done = registered_outcome() if outcome else None
+    name = "iris" if job is not None else None
+    status = training_status(tj(), seen, job_name=name, attempts=1, outcome=done, now=NOW)
+    assert summary(status.conditions) == expected
+
+
+def test_a_run_waiting_for_its_dataset_is_reconciling() -> None:
+    waiting = JobObservation("Pending", "DatasetNotFound", "Dataset churn-v3 does not exist")
+    status = training_status(tj(), waiting, job_name=None, attempts=1, outcome=None, now=NOW)
+    assert summary(status.conditions) == ("Reconciling", "DatasetNotFound")
+
+
+def test_set_readiness_keeps_one_summary_condition_and_the_others() -> None:
+    later = NOW + timedelta(minutes=1)
+    working = set_condition([], "Running", True, "Running", "r", generation=1, now=NOW)
+    working = set_readiness(working, "Reconciling", "Running", "r", generation=1, now=NOW)
+    assert summary(working) == ("Reconciling", "Running")
+    stalled = set_readiness(working, "Stalled", "OOMKilled", "m", generation=1, now=later)
+    assert summary(stalled) == ("Stalled", "OOMKilled")
+    assert [c.type for c in stalled] == ["Running", "Ready", "Stalled"]
+    ready = next(c for c in stalled if c.type == "Ready")
+    assert ready.last_transition_time == NOW, "Ready stayed False"
+    done = set_readiness(stalled, "Ready", "Fixed", "f", generation=2, now=later)
+    assert summary(done) == ("Ready", "Fixed")
+    assert [c.type for c in done] == ["Running", "Ready"]

@@ -322,7 +322,7 @@ class ModelDeploymentStatus(ApiModel):
     """Observed state, written by the operator."""
 
     conditions: Conditions = Field(
-        default_factory=list, description="Ready, Progressing and Degraded."
+        default_factory=list, description="Ready, Reconciling or Stalled, Progressing, Degraded."
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="The `metadata.generation` this status describes."

@@ -1,4 +1,16 @@
-"""Conditions as the Kubernetes API conventions define them: a list keyed by type."""
+"""Conditions as the Kubernetes API conventions define them: a list keyed by type.
+
+Every kind summarises itself the same way (`set_readiness`), the pattern kstatus (Flux's
+health checks), Argo CD's Lua and Flux's own condition rules (fluxcd/pkg
+runtime/conditions/check) all read right:
+
+- done: `Ready=True`, no `Reconciling`, no `Stalled`;
+- working, or waiting for something that will come: `Ready=False` and `Reconciling=True`;
+- failed in a way that needs someone to change something: `Ready=False` and `Stalled=True`.
+
+`Reconciling` and `Stalled` are present only while True and never both; `Ready` carries the
+same reason and message as whichever of them is there.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +45,28 @@ def set_condition(
     if old is None:
         return [*conditions, updated]
     return [updated if c.type == type_ else c for c in conditions]
+
+
+Readiness = Literal["Ready", "Reconciling", "Stalled"]
+
+
+def set_readiness(
+    conditions: list[Condition],
+    state: Readiness,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """A new list with Ready, Reconciling and Stalled saying `state`; others untouched."""
+    kept = [c for c in conditions if c.type not in ("Reconciling", "Stalled") or c.type == state]
+    updated = set_condition(
+        kept, "Ready", state == "Ready", reason, message, generation=generation, now=now
+    )
+    if state == "Ready":
+        return updated
+    return set_condition(updated, state, True, reason, message, generation=generation, now=now)
 
 
 def condition(conditions: list[Condition], type_: str) -> Condition | None:

@@ -28,7 +28,7 @@ from mlops_operator.api.continuoustraining import (
 )
 from mlops_operator.api.model import TriggerRecord, TriggerType
 from mlops_operator.builders import datasets, schedule
-from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.conditions import set_readiness
 from mlops_operator.builders.meta import Event, child_labels, name_and_uid, owner_reference
 from mlops_operator.builders.registry import TRIGGER_ANNOTATION
 
@@ -381,9 +381,8 @@ def _status(
         reason, message = "Running", f"running {', '.join(active)}"
     else:
         reason, message = "Waiting", "waiting for a trigger"
-    # Stalled is there only while True (kstatus): a fixed spec drops it.
-    kept = [c for c in previous.conditions if c.type != "Stalled"]
-    conditions = set_condition(kept, "Ready", True, reason, message,
+    # A fixed spec drops Stalled.
+    conditions = set_readiness(list(previous.conditions), "Ready", reason, message,
                                generation=generation, now=now)  # fmt: skip
     return previous.model_copy(
         update={
@@ -405,9 +404,7 @@ def invalid_status(
 ) -> ContinuousTrainingStatus:
     """A spec only the operator can find invalid (a cron expression or time zone that does
     not parse): not Ready, Stalled, until the spec changes."""
-    conditions = list(previous.conditions)
-    for type_, status in (("Ready", False), ("Stalled", True)):
-        conditions = set_condition(conditions, type_, status, "InvalidSpec", message,
-                                   generation=generation, now=now)  # fmt: skip
+    conditions = set_readiness(list(previous.conditions), "Stalled", "InvalidSpec", message,
+                               generation=generation, now=now)  # fmt: skip
     update = {"conditions": conditions, "observed_generation": generation}
     return previous.model_copy(update={**update, "next_schedule_time": None})

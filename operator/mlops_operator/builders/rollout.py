@@ -19,7 +19,7 @@ from mlops_operator.api.modeldeployment import (
     ModelChoice,
     RolloutRecord,
 )
-from mlops_operator.builders.conditions import condition, set_condition
+from mlops_operator.builders.conditions import Readiness, condition, set_condition, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.serving import VERSION_LABEL, split_replicas, total_replicas
 
@@ -211,7 +211,8 @@ class _Planner:
     # -- outcomes
 
     def nothing_to_serve(self) -> Plan:
-        status = self._status(ready=(False, "NoModel", self.reason))
+        # A Model may yet be registered (a training run in the same commit): keep waiting.
+        status = self._status(ready=("Reconciling", "NoModel", self.reason))
         status = self._set(status, "Progressing", False, "NoModel", self.reason)
         return Plan(None, None, status, self.events)
 
@@ -221,12 +222,12 @@ class _Planner:
         if self.stable.done and self.stable.version == version:
             return self._succeeded(version, history, previous_version=None)
         status = self._status(
-            ready=(False, "RollingOut", f"first rollout of version {version}"), history=history
+            ready=("Reconciling", "RollingOut", f"first rollout of version {version}"),
+            history=history,
         )
-        if self._deadline_passed(history[0]):
-            message = f"version {version} is not Ready after {self._deadline()}s{self._why()}"
-            status = self._set(status, "Degraded", True, "ProgressDeadlineExceeded", message)
         status = self._set(status, "Progressing", True, "RollingOut", f"rolling out {version}")
+        if self._deadline_passed(history[0]):
+            status = self._deadline_exceeded(status, version, "no earlier version to go back to")
         return Plan((version, self._replicas()), None, status, self.events)
 
     def steady(self) -> Plan:
@@ -236,11 +237,14 @@ class _Planner:
         if history and history[0].outcome == "Progressing":
             history[0] = self._close(history[0], "Superseded", "the target changed back")
         ready = self.stable.done and self.stable.version == current
-        status = self._status(
-            ready=(ready, "Serving" if ready else "Scaling", f"serving version {current}"),
-            history=history,
-            canary=None,
-        )
+        state: Readiness = "Ready" if ready else "Reconciling"
+        reason, message = ("Serving" if ready else "Scaling"), f"serving version {current}"
+        degraded = condition(self.previous.conditions, "Degraded")
+        if skipped_version(self.md) is not None and degraded is not None:
+            # Rolled back: the old version serves, but what was asked for is not; someone
+            # must act (fix the model, pin a version), or a newer version must come.
+            state, reason, message = "Stalled", "RolledBack", degraded.message
+        status = self._status(ready=(state, reason, message), history=history, canary=None)
         status = self._set(status, "Progressing", False, "RolloutComplete", f"serving {current}")
         return Plan((current, self._replicas()), None, status, self.events)
 
@@ -252,9 +256,11 @@ class _Planner:
         if self._deadline_passed(history[0]) and self.md.spec.auto_rollback:
             return self._rolled_back(version, history)
         status = self._status(
-            ready=(False, "RollingOut", f"rolling out version {version}"), history=history
+            ready=("Reconciling", "RollingOut", f"rolling out version {version}"), history=history
         )
         status = self._set(status, "Progressing", True, "RollingOut", f"rolling out {version}")
+        if self._deadline_passed(history[0]):
+            status = self._deadline_exceeded(status, version, "autoRollback is off")
         return Plan((version, self._replicas()), None, status, self.events)
 
     def canary_rollout(self) -> Plan:
@@ -270,7 +276,7 @@ class _Planner:
             if self.stable.done and self.stable.version == version:
                 return self._succeeded(version, history, current)
             status = self._status(
-                ready=(False, "Promoting", f"promoting version {version}"),
+                ready=("Reconciling", "Promoting", f"promoting version {version}"),
                 history=history,
                 canary=state,
             )
@@ -292,15 +298,18 @@ class _Planner:
                 weight = steps[step].weight if step < len(steps) else 100
                 state = CanaryStatus(version=version, step=step, weight=weight)
                 return self._replan_with(state, history)
-        if not proven and self._deadline_passed(history[0]) and self.md.spec.auto_rollback:
+        late = not proven and self._deadline_passed(history[0])
+        if late and self.md.spec.auto_rollback:
             return self._rolled_back(version, history)
         status = self._status(
-            ready=(False, "Canary", f"canary of version {version} at {state.weight}%"),
+            ready=("Reconciling", "Canary", f"canary of version {version} at {state.weight}%"),
             history=history,
             canary=state,
         )
         message = f"canary {version}: step {state.step + 1} of {len(steps)}, {state.weight}%"
         status = self._set(status, "Progressing", True, "Canary", message)
+        if late:
+            status = self._deadline_exceeded(status, version, "autoRollback is off")
         stable = (current, None if self.md.spec.autoscaling else stable_replicas)
         return Plan(stable, (version, canary_replicas), status, self.events)
 
@@ -320,7 +329,7 @@ class _Planner:
         history[0] = self._close(history[0], "Succeeded", f"version {version} is serving")
         self.events.append(Event("Normal", "RolloutSucceeded", f"serving version {version}"))
         status = self._status(
-            ready=(True, "Serving", f"serving version {version}"),
+            ready=("Ready", "Serving", f"serving version {version}"),
             history=history,
             canary=None,
             current_version=version,
@@ -340,7 +349,7 @@ class _Planner:
         history[0] = self._close(history[0], "RolledBack", message)
         self.events.append(Event("Warning", "RolledBack", message))
         status = self._status(
-            ready=(self.stable.done and self.stable.version == current, "Serving", message),
+            ready=("Stalled", "RolledBack", message),
             history=history,
             canary=None,
             failed_version=version,
@@ -391,8 +400,10 @@ class _Planner:
             update={"outcome": outcome, "finished_at": self.now, "message": message[:1024]}
         )
 
-    def _status(self, *, ready: tuple[bool, str, str], **updates: Any) -> ModelDeploymentStatus:
-        ok, reason, message = ready
+    def _status(
+        self, *, ready: tuple[Readiness, str, str], **updates: Any
+    ) -> ModelDeploymentStatus:
+        state, reason, message = ready
         status = self.previous.model_copy(
             update={
                 "observed_generation": self.md.metadata.generation,
@@ -408,7 +419,40 @@ class _Planner:
             # A new generation forgives the rolled-back version.
             status = status.model_copy(update={"failed_version": None})
             status = self._set(status, "Degraded", False, "AsExpected", "the spec changed")
-        return self._set(status, "Ready", ok, reason, message)
+        conditions = set_readiness(
+            list(status.conditions),
+            state,
+            reason,
+            message,
+            generation=self.md.metadata.generation,
+            now=self.now,
+        )
+        return status.model_copy(update={"conditions": conditions})
+
+    def _deadline_exceeded(
+        self, status: ModelDeploymentStatus, version: int, why_no_rollback: str
+    ) -> ModelDeploymentStatus:
+        """Past the deadline with nothing to roll back to: say so, terminally, once. The
+        Deployment keeps trying, so pods that become Ready later still finish the rollout
+        (their Deployment's events wake the reconcile; no tick is needed)."""
+        message = (
+            f"version {version} is not Ready after {self._deadline()}s{self._why()};"
+            f" not rolled back: {why_no_rollback}"
+        )
+        was = condition(self.previous.conditions, "Stalled")
+        if was is None or was.reason != "ProgressDeadlineExceeded":
+            self.events.append(Event("Warning", "ProgressDeadlineExceeded", message[:1024]))
+        status = self._set(status, "Degraded", True, "ProgressDeadlineExceeded", message)
+        status = self._set(status, "Progressing", False, "ProgressDeadlineExceeded", message)
+        conditions = set_readiness(
+            list(status.conditions),
+            "Stalled",
+            "ProgressDeadlineExceeded",
+            message,
+            generation=self.md.metadata.generation,
+            now=self.now,
+        )
+        return status.model_copy(update={"conditions": conditions})
 
     def _set(
         self, status: ModelDeploymentStatus, type_: str, ok: bool, reason: str, message: str

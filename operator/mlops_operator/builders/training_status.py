@@ -15,7 +15,7 @@ from mlops_operator.api import Condition, TrainingJob, TrainingJobStatus
 from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.api.trainingjob import Failure
-from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.conditions import Readiness, set_condition, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION
 
@@ -130,58 +130,51 @@ def training_status(
     previous = tj.status or TrainingJobStatus()
     generation = tj.metadata.generation
     phase, reason, message, failure = _phase(observed, job_name)
-    ready, ready_reason, ready_message = phase == "Succeeded", reason, message
-
-    conditions = list(previous.conditions)
-    conditions = set_condition(
-        conditions,
-        "Running",
-        phase == "Running",
-        reason,
-        message,
-        generation=generation,
-        now=now,
-    )
-    if phase in ("Succeeded", "Failed"):
-        conditions = set_condition(
-            conditions, phase, True, reason, message, generation=generation, now=now
-        )
     updates: dict[str, Any] = {}
+    registered: bool | None = None  # None: the output is not handled yet
     if phase == "Succeeded" and outcome is not None:
         registered = outcome.registered_model is not None
-        ready = registered
-        ready_reason = "ModelRegistered" if registered else "OutputInvalid"
-        ready_message = (
-            f"registered Model {outcome.registered_model}"
-            if registered
-            else f"the run succeeded but its output cannot be registered: {outcome.output_error}"
-        )
-        conditions = set_condition(
-            conditions,
-            "ModelRegistered",
-            registered,
-            ready_reason,
-            ready_message,
-            generation=generation,
-            now=now,
-        )
         if outcome.report is not None:
             updates["metrics"] = dict(outcome.report.metrics)
             key = tj.spec.output.key_metric
             if key and key in outcome.report.metrics:
                 updates["key_metric"] = f"{key}={outcome.report.metrics[key]:g}"
         updates["registered_model"] = outcome.registered_model
-    elif phase == "Succeeded":
-        ready_reason, ready_message = "Registering", "registering the output as a Model"
-    conditions = set_condition(
-        conditions,
-        "Ready",
-        ready,
-        ready_reason,
-        ready_message,
-        generation=generation,
-        now=now,
-    )
+        if not registered:
+            # A run that produced no Model did not succeed: GitOps tools must show it failed.
+            reason = "OutputInvalid"
+            message = (
+                f"the run finished but its output cannot be registered: {outcome.output_error}"
+            )
+            phase, failure = "Failed", Failure(reason=reason, message=message[:MESSAGE_LIMIT])
+
+    conditions = list(previous.conditions)
+
+    def put(type_: str, status: bool, why: str, text: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions, type_, status, why, text, generation=generation, now=now
+        )
+
+    put("Running", phase == "Running", reason, message)
+    if phase in ("Succeeded", "Failed"):
+        put(phase, True, reason, message)
+        other = "Failed" if phase == "Succeeded" else "Succeeded"
+        if any(c.type == other for c in conditions):
+            put(other, False, reason, message)
+    if registered is not None:
+        text = f"registered Model {outcome.registered_model}" if outcome and registered else message
+        put("ModelRegistered", registered, "ModelRegistered" if registered else reason, text)
+    if registered:
+        state: Readiness = "Ready"
+        reason, message = "ModelRegistered", f"registered Model {updates['registered_model']}"
+    elif phase == "Failed":
+        state = "Stalled"
+    else:
+        state = "Reconciling"
+        if phase == "Succeeded":
+            reason, message = "Registering", "registering the output as a Model"
+    conditions = set_readiness(conditions, state, reason, message, generation=generation, now=now)
     return previous.model_copy(
         update={
             "phase": phase,
@@ -341,10 +334,6 @@ def lifecycle_events(previous: TrainingJobStatus, status: TrainingJobStatus) -> 
     ready, was = _condition(status, "Ready"), _condition(previous, "Ready")
     if ready and ready.reason in DATASET_WAITING and (was is None or was.reason != ready.reason):
         events.append(Event("Warning", ready.reason, ready.message[:1024]))
-    now = _condition(status, "ModelRegistered")
-    before = _condition(previous, "ModelRegistered")
-    if now and now.reason == "OutputInvalid" and (before is None or before.reason != now.reason):
-        events.append(Event("Warning", "OutputInvalid", now.message[:1024]))
     return events
 
 

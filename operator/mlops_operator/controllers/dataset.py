@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Dataset, DatasetStatus, dataset_object_name, describe_errors
 from mlops_operator.builders import datasets
-from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.conditions import Readiness, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.controllers import trainingjob
 from mlops_operator.controllers.common import enqueue, post, write_status
@@ -110,7 +110,9 @@ def _refresh(kube: Kube, namespace: str, name: str) -> None:
         )
     except ValidationError as err:
         ready, reason, message = False, "InvalidSpec", "; ".join(describe_errors(err))[:4096]
-    conditions = set_condition(list(previous.conditions), "Ready", ready, reason, message,
+    # A Dataset is immutable: one that is not Ready stays so.
+    state: Readiness = "Ready" if ready else "Stalled"
+    conditions = set_readiness(list(previous.conditions), state, reason, message,
                                generation=generation, now=datetime.now(UTC))  # fmt: skip
     status = previous.model_copy(
         update={"conditions": conditions, "observed_generation": generation, "used_by": used_by}

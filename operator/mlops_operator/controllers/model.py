@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelStatus, describe_errors
-from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.conditions import Readiness, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.registry import model_readiness, served_by
 from mlops_operator.controllers.common import enqueue, post, write_status
@@ -110,15 +110,13 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
         )
     key = model.spec.key_metric if model else None
     metric = model.spec.metrics.get(key) if model and key else None
-    conditions = set_condition(
-        list(previous.conditions),
-        "Ready",
-        ready,
-        reason,
-        message,
-        generation=generation,
-        now=datetime.now(UTC),
-    )
+    # A Model waits only for its own deletion; anything else not Ready needs a new spec.
+    deleting = reason in ("InUse", "Deleting")
+    state: Readiness = "Ready" if ready else "Reconciling" if deleting else "Stalled"
+    conditions = set_readiness(
+        list(previous.conditions), state, reason, message,
+        generation=generation, now=datetime.now(UTC),
+    )  # fmt: skip
     status = previous.model_copy(
         update={
             "conditions": conditions,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, describe_errors
 from mlops_operator.builders import serving
-from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.conditions import set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.pods import why_not_ready
 from mlops_operator.builders.registry import model_readiness
@@ -54,6 +54,8 @@ async def deployment_event(
 ) -> None:
     """Every watch event, the initial listing included (that is how a restart resumes).
     A deleted one no longer serves its Models (their deletion may be waiting on that)."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    metrics.modeldeployment_seen(type, namespace or "", name, conditions)
     kube: Kube = memo["kube"]
     news = kube.seen(PLURAL, event)
     if type == "DELETED":
@@ -251,10 +253,9 @@ def _reject(kube: Kube, body: Body, message: str) -> None:
     """A spec the API server should have refused: say so; never retry it."""
     meta = body["metadata"]
     previous = ModelDeploymentStatus.model_validate(body.get("status") or {})
-    conditions = set_condition(
+    conditions = set_readiness(
         list(previous.conditions),
-        "Ready",
-        False,
+        "Stalled",
         "InvalidSpec",
         message[:4096],
         generation=meta.get("generation"),

@@ -19,7 +19,7 @@ from mlops_operator.api import TrainingJob, TrainingJobStatus, describe_errors
 from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import ReportError, TrainingReport, parse_report
 from mlops_operator.builders import datasets, registry, training, versions
-from mlops_operator.builders.conditions import set_condition
+from mlops_operator.builders.conditions import set_condition, set_readiness
 from mlops_operator.builders.meta import Event, owned_by
 from mlops_operator.builders.training_status import (
     IMAGE_PULL_FAILURES,
@@ -216,6 +216,8 @@ def _finish(
     )
     _write_status(kube, body, previous, status)
     post(body, lifecycle_events(previous, status))
+    if status.phase == "Failed" and previous.phase != "Failed" and status.failure:
+        metrics.trainingjob_failed(tj.metadata.namespace or "", status.failure.reason)
     if job is not None and releases_pods(status, job):
         # A run that cannot pull its image would hold its node (and GPUs) forever.
         kube.patch_job(job["metadata"]["namespace"], job_name, {"spec": {"suspend": True}})
@@ -379,10 +381,9 @@ def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
     previous = (body.get("status") or {}).get("conditions") or []
     if any(c.get("reason") == "InvalidSpec" and c.get("message") == message for c in previous):
         return
-    conditions = set_condition(
+    conditions = set_readiness(
         [],
-        "Ready",
-        False,
+        "Stalled",
         "InvalidSpec",
         message,
         generation=meta.get("generation"),
@@ -404,3 +405,4 @@ def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
     }
     kube.patch_status(PLURAL, body, status)
     post(body, [Event("Warning", "InvalidSpec", message)])
+    metrics.trainingjob_failed(meta.get("namespace", ""), "InvalidSpec")

@@ -1,8 +1,10 @@
 -- Argo CD health of a mlops.seed.dev ContinuousTraining (Lua 5.1, as Argo CD runs it).
--- Healthy: its triggers are armed (Ready; with a run active or waiting for a trigger).
--- Suspended: spec.suspend is set. Degraded: Stalled, a spec only the operator can refuse (a
--- cron field out of range, an unknown time zone); it stays so until the spec changes.
--- Progressing until the operator has seen the latest generation.
+-- The operator summarises every kind the same way (docs/gitops.md): Stalled=True is a failure
+-- that needs someone to change something (Degraded), Reconciling=True is work in flight or a
+-- wait for something that will come (Progressing), Ready=True is done (Healthy).
+-- Healthy: its triggers are armed (with a run active or waiting). Suspended: spec.suspend.
+-- Degraded: a spec only the operator can refuse (a cron field out of range, a time zone).
+-- Progressing too until the operator has seen the latest generation.
 local function condition(status, type)
   for _, c in ipairs(status.conditions or {}) do
     if c.type == type then
@@ -15,6 +17,13 @@ end
 local function describe(c)
   if c.message ~= nil and c.message ~= "" then
     return c.reason .. ": " .. c.message
+  end
+  return c.reason
+end
+
+local function text(c)
+  if c.message ~= nil and c.message ~= "" then
+    return c.message
   end
   return c.reason
 end
@@ -33,21 +42,27 @@ if generation ~= nil and status.observedGeneration < generation then
   return hs
 end
 local stalled = condition(status, "Stalled")
+local reconciling = condition(status, "Reconciling")
 local ready = condition(status, "Ready")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = describe(stalled)
-elseif ready == nil or ready.status == "Unknown" then
+elseif reconciling ~= nil and reconciling.status == "True" then
   hs.status = "Progressing"
-  hs.message = (ready and ready.message) or "Waiting for the Ready condition"
-elseif ready.status == "True" and ready.reason == "Suspended" then
-  hs.status = "Suspended"
+  hs.message = text(reconciling)
+elseif ready ~= nil and ready.status == "True" then
+  if ready.reason == "Suspended" then
+    hs.status = "Suspended"
+  else
+    hs.status = "Healthy"
+  end
   hs.message = ready.message or ""
-elseif ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = ready.message or ""
-else
+elseif ready ~= nil and ready.status == "False" then
+  -- Not Ready with neither summary condition: written before the operator had them.
   hs.status = "Degraded"
   hs.message = describe(ready)
+else
+  hs.status = "Progressing"
+  hs.message = "Waiting for the Ready condition"
 end
 return hs

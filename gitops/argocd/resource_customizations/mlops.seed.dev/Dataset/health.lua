@@ -1,7 +1,9 @@
 -- Argo CD health of a mlops.seed.dev Dataset (Lua 5.1, as Argo CD runs it).
--- Healthy: the operator validated it (Ready), so runs may read it. Degraded: it cannot be
--- read as it stands (its spec is immutable, so it will not heal). Progressing until the
--- operator has seen the latest generation.
+-- The operator summarises every kind the same way (docs/gitops.md): Stalled=True is a failure
+-- that needs someone to change something (Degraded), Reconciling=True is work in flight or a
+-- wait for something that will come (Progressing), Ready=True is done (Healthy).
+-- Degraded: it cannot be read as it stands (its spec is immutable, so it will not heal).
+-- Progressing too until the operator has seen the latest generation.
 local function condition(status, type)
   for _, c in ipairs(status.conditions or {}) do
     if c.type == type then
@@ -14,6 +16,13 @@ end
 local function describe(c)
   if c.message ~= nil and c.message ~= "" then
     return c.reason .. ": " .. c.message
+  end
+  return c.reason
+end
+
+local function text(c)
+  if c.message ~= nil and c.message ~= "" then
+    return c.message
   end
   return c.reason
 end
@@ -31,15 +40,24 @@ if generation ~= nil and status.observedGeneration < generation then
   hs.message = "Waiting for the operator to see generation " .. generation
   return hs
 end
+local stalled = condition(status, "Stalled")
+local reconciling = condition(status, "Reconciling")
 local ready = condition(status, "Ready")
-if ready == nil or ready.status == "Unknown" then
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled)
+elseif reconciling ~= nil and reconciling.status == "True" then
   hs.status = "Progressing"
-  hs.message = (ready and ready.message) or "Waiting for the Ready condition"
-elseif ready.status == "True" then
+  hs.message = text(reconciling)
+elseif ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = ready.message or ""
-else
+elseif ready ~= nil and ready.status == "False" then
+  -- Not Ready with neither summary condition: written before the operator had them.
   hs.status = "Degraded"
   hs.message = describe(ready)
+else
+  hs.status = "Progressing"
+  hs.message = "Waiting for the Ready condition"
 end
 return hs

@@ -1,8 +1,10 @@
 -- Argo CD health of a mlops.seed.dev ModelDeployment (Lua 5.1, as Argo CD runs it).
--- The operator's conditions decide, the script only maps them: Degraded=True (a rollout was
--- rolled back or missed its deadline) is Degraded even while the old version still serves;
--- Ready=True is Healthy; anything else (a rollout or canary in flight, no Model chosen yet,
--- a generation the operator has not seen) is Progressing.
+-- The operator summarises every kind the same way (docs/gitops.md): Stalled=True is a failure
+-- that needs someone to change something (Degraded), Reconciling=True is work in flight or a
+-- wait for something that will come (Progressing), Ready=True is done (Healthy).
+-- Degraded: a rollout was rolled back (the previous version still serves, the message
+-- says which) or missed its deadline with nothing to roll back to.
+-- Progressing too until the operator has seen the latest generation.
 local function condition(status, type)
   for _, c in ipairs(status.conditions or {}) do
     if c.type == type then
@@ -15,6 +17,13 @@ end
 local function describe(c)
   if c.message ~= nil and c.message ~= "" then
     return c.reason .. ": " .. c.message
+  end
+  return c.reason
+end
+
+local function text(c)
+  if c.message ~= nil and c.message ~= "" then
+    return c.message
   end
   return c.reason
 end
@@ -32,24 +41,24 @@ if generation ~= nil and status.observedGeneration < generation then
   hs.message = "Waiting for the operator to see generation " .. generation
   return hs
 end
-local degraded = condition(status, "Degraded")
-if degraded ~= nil and degraded.status == "True" then
-  hs.status = "Degraded"
-  hs.message = describe(degraded)
-  return hs
-end
-local progressing = condition(status, "Progressing")
-if progressing ~= nil and progressing.status == "True" then
-  hs.status = "Progressing"
-  hs.message = describe(progressing)
-  return hs
-end
+local stalled = condition(status, "Stalled")
+local reconciling = condition(status, "Reconciling")
 local ready = condition(status, "Ready")
-if ready ~= nil and ready.status == "True" then
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled)
+elseif reconciling ~= nil and reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = text(reconciling)
+elseif ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = ready.message or ""
-  return hs
+elseif ready ~= nil and ready.status == "False" then
+  -- Not Ready with neither summary condition: written before the operator had them.
+  hs.status = "Degraded"
+  hs.message = describe(ready)
+else
+  hs.status = "Progressing"
+  hs.message = "Waiting for the Ready condition"
 end
-hs.status = "Progressing"
-hs.message = (ready and describe(ready)) or "Waiting for the Ready condition"
 return hs

@@ -1,7 +1,10 @@
 -- Argo CD health of a mlops.seed.dev TrainingJob (Lua 5.1, as Argo CD runs it).
--- Healthy: trained and its Model registered. Degraded: the run failed, or its output was
--- rejected. Suspended: suspended, or queued in Kueue. Otherwise Progressing, including
--- while the operator has not yet seen the latest generation (its status would be stale).
+-- The operator summarises every kind the same way (docs/gitops.md): Stalled=True is a failure
+-- that needs someone to change something (Degraded), Reconciling=True is work in flight or a
+-- wait for something that will come (Progressing), Ready=True is done (Healthy).
+-- Healthy: trained and its Model registered. Degraded: the run failed, its output could
+-- not be registered, or its spec was refused. Suspended: suspended, or queued in Kueue.
+-- Progressing too until the operator has seen the latest generation.
 local function condition(status, type)
   for _, c in ipairs(status.conditions or {}) do
     if c.type == type then
@@ -14,6 +17,13 @@ end
 local function describe(c)
   if c.message ~= nil and c.message ~= "" then
     return c.reason .. ": " .. c.message
+  end
+  return c.reason
+end
+
+local function text(c)
+  if c.message ~= nil and c.message ~= "" then
+    return c.message
   end
   return c.reason
 end
@@ -31,33 +41,28 @@ if generation ~= nil and status.observedGeneration < generation then
   hs.message = "Waiting for the operator to see generation " .. generation
   return hs
 end
-
-local failed = condition(status, "Failed")
-if failed ~= nil and failed.status == "True" then
-  hs.status = "Degraded"
-  hs.message = describe(failed)
-  return hs
-end
-local registered = condition(status, "ModelRegistered")
-if registered ~= nil and registered.status == "False" then
-  hs.status = "Degraded"
-  hs.message = describe(registered)
-  return hs
-end
+local stalled = condition(status, "Stalled")
+local reconciling = condition(status, "Reconciling")
 local ready = condition(status, "Ready")
-if ready ~= nil and ready.status == "True" then
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled)
+elseif reconciling ~= nil and reconciling.status == "True" then
+  if reconciling.reason == "Suspended" or reconciling.reason == "Queued" then
+    hs.status = "Suspended"
+  else
+    hs.status = "Progressing"
+  end
+  hs.message = text(reconciling)
+elseif ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
-  hs.message = ready.message or "Model registered"
-  return hs
-end
-if status.phase == "Suspended" then
-  hs.status = "Suspended"
+  hs.message = ready.message or ""
+elseif ready ~= nil and ready.status == "False" then
+  -- Not Ready with neither summary condition: written before the operator had them.
+  hs.status = "Degraded"
+  hs.message = describe(ready)
 else
   hs.status = "Progressing"
-end
-if ready ~= nil and ready.message ~= nil and ready.message ~= "" then
-  hs.message = ready.message
-else
-  hs.message = "Phase: " .. (status.phase or "Pending")
+  hs.message = "Waiting for the Ready condition"
 end
 return hs
