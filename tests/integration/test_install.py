@@ -151,6 +151,20 @@ def test_chart_values_shape_the_command_line(helm: Helm) -> None:
     assert not [doc for doc in docs if doc["kind"] == "Service"]
 
 
+def test_chart_renders_the_alerting_rules_only_when_asked(helm: Helm) -> None:
+    """prometheusRule.enabled: the groups of manifests/monitoring/alerts.rules.yaml, verbatim
+    (their `{{ $labels }}` templates are Prometheus', not Helm's); off by default, since the
+    kind exists only with the Prometheus Operator."""
+    assert not [doc for doc in helm.template() if doc["kind"] == "PrometheusRule"]
+    docs = helm.template("--set", "prometheusRule.enabled=true",
+                         "--set", "prometheusRule.labels.release=prometheus")  # fmt: skip
+    rule = one(docs, "PrometheusRule")
+    rules = yaml.safe_load((MANIFESTS / "monitoring" / "alerts.rules.yaml").read_text())
+    assert rule["spec"]["groups"] == rules["groups"]
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["metadata"]["namespace"] == NAMESPACE
+
+
 @pytest.mark.parametrize(
     "value", ["replicas=11", "logFormat=xml", "image.pullPolicy=Sometimes", "unknownKey=1"]
 )

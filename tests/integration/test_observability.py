@@ -51,8 +51,8 @@ def scrape(url: str) -> Samples:
     }
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+def value(samples: Samples, metric: str, **labels: str) -> float:
+    return samples.get((metric, frozenset(labels.items())), 0.0)
 
 
 def test_metrics_follow_a_training_run(
@@ -83,6 +83,43 @@ def test_metrics_follow_a_training_run(
     for name in ("mlops_operator_rollouts_total", "mlops_operator_rollbacks_total"):
         assert (name, frozenset({("strategy", "Canary")})) in after
     assert value(after, "process_resident_memory_bytes") > 10_000_000
+
+
+def test_failures_and_deployment_conditions_are_exported_per_object(
+    cluster: Cluster, op_namespace: str, operator: Operator
+) -> None:
+    """What the alerting rules read (manifests/monitoring): a failed run counts once under its
+    namespace and reason; each ModelDeployment's conditions are a gauge of their own."""
+    ns = op_namespace
+    failing = yaml.safe_load(trainingjob("broken"))
+    failing["spec"]["backoffLimit"] = 0
+    failing["spec"]["podMetadata"]["annotations"] = {"sim.mlops.seed.dev/exit-code": "3"}
+    waiting = {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "nothing-yet"},
+        "spec": {"model": {"name": "absent", "version": 1}, "runtime": {"preset": "mlserver"}},
+    }
+    before = scrape(operator.metrics_url)
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all([failing, waiting]))
+    cluster.kubectl("wait", "-n", ns, "--for=condition=Failed", "tj/broken", "--timeout=90s")
+    cluster.kubectl("wait", "-n", ns, "--for=condition=Reconciling", "mdep/nothing-yet",
+                    "--timeout=60s")  # fmt: skip
+    failures = "mlops_operator_trainingjob_failures_total"
+    labels = {"namespace": ns, "reason": "BackoffLimitExceeded"}
+    md = {"namespace": ns, "name": "nothing-yet"}
+    deadline = time.monotonic() + 30
+    after = scrape(operator.metrics_url)
+    # The condition gauge follows the operator's watch, which may trail kubectl's by a moment.
+    while value(after, "mlops_operator_modeldeployment_condition", **md, type="Reconciling") < 1:
+        assert time.monotonic() < deadline, "the ModelDeployment's conditions were never exported"
+        time.sleep(0.2)
+        after = scrape(operator.metrics_url)
+    assert value(after, failures, **labels) - value(before, failures, **labels) == 1
+    for type_, expected in (("Ready", 0), ("Stalled", 0), ("Degraded", 0)):
+        series = ("mlops_operator_modeldeployment_condition",
+                  frozenset({**md, "type": type_}.items()))  # fmt: skip
+        assert after.get(series) == expected, type_
 
 
 @pytest.fixture

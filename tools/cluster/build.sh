@@ -10,6 +10,17 @@
 #                                ctr,coredns,versitygw,pause}: the real node's runtime and the
 #                                binaries its images are made of (kubelet/kube-proxy are in
 #                                the control plane's binary)
+#   build.sh prometheus       -> $MLOPS_CACHE/bin/prometheus-<key>/{prometheus,promtool}: to test
+#                                the alerting rules (promtool test rules) and scrape the operator
+#   build.sh argocd           -> $MLOPS_CACHE/bin/argocd-<key>/argocd-lua-test: Argo CD's own Lua
+#                                engine (its util/lua package), to run our health checks against
+#                                their health_test.yaml cases (tests/unit/test_argocd_health.py)
+#   build.sh kueue            -> $MLOPS_CACHE/bin/kueue-<key>/{kueue,crds/*.yaml,webhook/manifests.yaml}:
+#                                Kueue's manager, its CRDs and its webhook manifests from the same
+#                                module zip (tests/kueue.py runs it against the local cluster)
+#   build.sh flux             -> $MLOPS_CACHE/bin/flux-<key>/{source-controller,kustomize-controller,
+#                                crds/*.yaml}: Flux's Git source and kustomize controllers, run as
+#                                processes by tests/flux.py (tests/integration/test_flux.py)
 #   build.sh --cached NAME    -> the bin directory if NAME is built, else exit 3 (never builds):
 #                                what the test fixtures call, so no cold build runs under a
 #                                test timeout (`make test` builds everything first).
@@ -37,7 +48,7 @@ component="${1:-control-plane}"
 pins() { grep -E "^($1)=" "$here/../versions.env"; }
 case "$component" in
   control-plane)
-    key="$({ pins 'KUBERNETES_VERSION|ETCD_VERSION|KWOK_VERSION'; cat "$here/build.sh" "$here"/go/*/main.go; } | sha256sum | cut -c1-16)"
+    key="$({ pins 'KUBERNETES_VERSION|ETCD_VERSION|KWOK_VERSION'; cat "$here/build.sh" "$here"/go/{kube,etcd}/main.go; } | sha256sum | cut -c1-16)"
     bin="$cache/bin/$key" ;;
   helm)
     key="$({ pins HELM_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
@@ -48,7 +59,19 @@ case "$component" in
   node)
     key="$({ pins 'CONTAINERD_VERSION|COREDNS_VERSION|VERSITYGW_VERSION'; cat "$here/build.sh" "$here"/go/{coredns,pause}/main.go; } | sha256sum | cut -c1-16)"
     bin="$cache/bin/node-$key" ;;
-  *) echo "usage: build.sh [--cached] [control-plane|helm|kubeflow|node]" >&2; exit 2 ;;
+  prometheus)
+    key="$({ pins PROMETHEUS_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/prometheus-$key" ;;
+  argocd)
+    key="$({ pins 'ARGOCD_VERSION|ARGOCD_GO_TOOLCHAIN'; cat "$here/build.sh" "$here/go/argocd/main.go"; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/argocd-$key" ;;
+  kueue)
+    key="$({ pins KUEUE_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/kueue-$key" ;;
+  flux)
+    key="$({ pins FLUX_CONTROLLERS_VERSION; cat "$here/build.sh"; } | sha256sum | cut -c1-16)"
+    bin="$cache/bin/flux-$key" ;;
+  *) echo "usage: build.sh [--cached] [control-plane|helm|kubeflow|node|prometheus|argocd|kueue|flux]" >&2; exit 2 ;;
 esac
 if [[ -f "$bin/.complete" ]]; then
   echo "$bin"
@@ -208,12 +231,129 @@ build_node() {
     in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/pause" .
 }
 
+build_prometheus() {
+  # No replaces in its go.mod, so `go install` works. Prometheus 3.Y.Z is published to the Go
+  # module proxy as v0.3YY.Z (3.16.0 is v0.316.0); the module's VERSION file must agree.
+  local rel="${PROMETHEUS_VERSION#v}" mod=github.com/prometheus/prometheus modver minor src
+  minor="${rel#*.}"; minor="${minor%%.*}"
+  modver="v0.$(( 300 + minor )).${rel##*.}"
+  step "prometheus $PROMETHEUS_VERSION: downloading $mod@$modver" "about 30 s" \
+    in_dir "$cache/src" go mod download "$mod@$modver"
+  src="$(cd "$cache/src" && go mod download -json "$mod@$modver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  if [[ "$(cat "$src/VERSION")" != "$rel" ]]; then
+    log "$mod@$modver is Prometheus $(cat "$src/VERSION"), not $rel: fix PROMETHEUS_VERSION"
+    exit 1
+  fi
+  # remove_all_sd leaves out every service discovery but static, file and http (plugins/):
+  # we scrape static_configs only. No builtinassets: the web UI's files are not in the module
+  # zip; the HTTP API is all we use. The module zip has no git revision: the module version
+  # stands in for it.
+  local pkg=github.com/prometheus/common/version
+  local ldflags="-s -w -X $pkg.Version=$rel -X $pkg.Revision=$modver -X $pkg.Branch=HEAD"
+  ldflags+=" -X $pkg.BuildUser=mlops-operator -X $pkg.BuildDate=19700101-00:00:00"
+  step "prometheus $PROMETHEUS_VERSION: compiling prometheus and promtool" "5-10 min, 1 GB of memory" \
+    env GOBIN="$bin" go install -trimpath -tags remove_all_sd -ldflags "$ldflags" \
+    "$mod/cmd/prometheus@$modver" "$mod/cmd/promtool@$modver"
+}
+
+build_argocd() {
+  local dir ver="$ARGOCD_VERSION" mod=github.com/argoproj/argo-cd/v3 gomod
+  # Argo CD v3.6 needs Go 1.27; the go command fetches the pinned toolchain from the module
+  # proxy (golang.org/toolchain) into the module cache, once.
+  export GOTOOLCHAIN="$ARGOCD_GO_TOOLCHAIN"
+  dir="$(prepare_module argocd)"
+  step "argo-cd $ver: downloading $mod" "under a minute" \
+    in_dir "$dir" go mod download -json "$mod@$ver"
+  # A module that depends on argo-cd must repeat its replaces (Kubernetes' modules and a few
+  # more): copy them from its go.mod. A local-path replace (v3.6 has one: its gitops-engine
+  # module, in ./gitops-engine) becomes that module's release tagged with the same version, as
+  # build_kube does for Kubernetes' staging modules.
+  gomod="$(cd "$dir" && go mod download -json "$mod@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  {
+    echo "module mlops.seed.dev/tools/argocd"
+    echo
+    grep -E '^go ' "$gomod"
+    echo
+    echo "require $mod $ver"
+    echo
+    echo "replace ("
+    # The lines of `replace (...)` blocks and single `replace` lines, comments dropped.
+    sed -nE -e '/^replace \($/,/^\)$/{/^replace|^\)/d;p}' -e 's/^replace ([^(].*)/\1/p' "$gomod" |
+      sed -E 's#//.*##; s/^\s+//; s/\s+$//; /^$/d' |
+      sed -E 's#^(\S+)( \S+)? => \.\.?/.*#\1 => \1 '"$ver"'#; s/^/\t/'
+    echo ")"
+  } >"$dir/go.mod"
+  step "argo-cd $ver: resolving and downloading modules" "about 1 min" in_dir "$dir" go mod tidy
+  step "argo-cd $ver: compiling argocd-lua-test (its util/lua and what that imports)" \
+    "about 6 min on 2 cores, 1.3 GB of memory" \
+    in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/argocd-lua-test" .
+}
+
+build_kueue() {
+  # Kueue's go.mod has no replaces, so `go install` works. Its Makefile stamps pkg/version the
+  # same way (the module zip has no git commit: the version stands in for it).
+  local mod=sigs.k8s.io/kueue ver="$KUEUE_VERSION" src
+  local ldflags="-s -w -X $mod/pkg/version.GitVersion=$ver -X $mod/pkg/version.GitCommit=$ver"
+  ldflags+=" -X $mod/pkg/version.BuildDate=1970-01-01T00:00:00Z"
+  step "kueue $ver: compiling the manager" "about 5 min" \
+    env GOBIN="$bin" go install -trimpath -ldflags "$ldflags" "$mod/cmd/kueue@$ver"
+  # Its CRDs and webhook manifests come from the same module zip, already in the module cache.
+  src="$(cd "$cache/src" && go mod download -json "$mod@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  mkdir -p "$bin/crds" "$bin/webhook"
+  install -m 0644 "$src"/config/components/crd/bases/kueue.x-k8s.io_*.yaml "$bin/crds/"
+  install -m 0644 "$src/config/components/webhook/manifests.yaml" "$bin/webhook/"
+}
+
+build_flux() {
+  # Both controllers in one generated module, so the many modules they share compile once.
+  # Their go.mod files carry replaces: the ones to published modules are repeated here (a
+  # dependency's replaces do not apply), the ones to their own ./api directories are dropped
+  # (the api modules are published with the same version). `tool` lines keep the two main
+  # packages in the module's build list.
+  local dir ver="$FLUX_CONTROLLERS_VERSION" m gomod src
+  dir="$cache/src/flux-$key"
+  rm -rf "$dir" && mkdir -p "$dir"
+  {
+    echo "module mlops.seed.dev/tools/flux"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require ("
+    for m in source-controller kustomize-controller; do echo "	github.com/fluxcd/$m $ver"; done
+    echo ")"
+    echo
+    echo "tool ("
+    for m in source-controller kustomize-controller; do echo "	github.com/fluxcd/$m"; done
+    echo ")"
+    echo
+    for m in source-controller kustomize-controller; do
+      gomod="$(cd "$dir" && go mod download -json "github.com/fluxcd/$m@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+      sed -nE -e '/^replace \($/,/^\)$/{/^replace|^\)/d;p}' -e 's/^replace ([^(].*)/\1/p' "$gomod" |
+        sed -E 's#//.*##; s/^\s+//; s/\s+$//; /^$/d; /=> \.\.?\//d; s/^/replace /'
+    done | sort -u
+  } >"$dir/go.mod"
+  step "flux controllers $ver: compiling source-controller and kustomize-controller" \
+    "about 8 min on 2 cores, 1.5 GB of memory" \
+    in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/" \
+    "github.com/fluxcd/source-controller" "github.com/fluxcd/kustomize-controller"
+  # Their CRDs come from the same module zips, already in the module cache.
+  mkdir -p "$bin/crds"
+  for m in source-controller kustomize-controller; do
+    src="$(cd "$dir" && go mod download -json "github.com/fluxcd/$m@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    install -m 0644 "$src"/config/crd/bases/*.yaml "$bin/crds/"
+  done
+}
+
 start=$(date +%s)
 case "$component" in
   control-plane) total="10-13 min" ;;
   helm) total="about 2 min" ;;
   kubeflow) total="about 3 min" ;;
   node) total="about 6 min" ;;
+  prometheus) total="5-10 min" ;;
+  argocd) total="about 7 min" ;;
+  kueue) total="about 5 min" ;;
+  flux) total="about 9 min" ;;
 esac
 log "$component is not built on this machine yet: building it once from the Go module proxy"
 log "  ($total on 2 cores when the Go caches are empty; into $bin)"
@@ -223,6 +363,14 @@ elif [[ "$component" == kubeflow ]]; then
   build_kubeflow
 elif [[ "$component" == node ]]; then
   build_node
+elif [[ "$component" == prometheus ]]; then
+  build_prometheus
+elif [[ "$component" == argocd ]]; then
+  build_argocd
+elif [[ "$component" == kueue ]]; then
+  build_kueue
+elif [[ "$component" == flux ]]; then
+  build_flux
 else
   build_etcd
   build_kwok
