@@ -85,6 +85,10 @@ prometheus: ## Build Prometheus and promtool from their Go module (the alert rul
 argocd: ## Build Argo CD's Lua engine as the health checks' test harness, from its Go module (no-op when cached)
 	bash tools/cluster/build.sh argocd >/dev/null
 
+.PHONY: kueue
+kueue: ## Build Kueue's manager, with its CRDs and webhook manifests, from its Go module (the kueue test fixture; no-op when cached)
+	bash tools/cluster/build.sh kueue >/dev/null
+
 helm-lint: helm ## helm lint --strict charts/mlops-operator
 	"$$(bash tools/cluster/build.sh helm)/helm" lint --strict charts/mlops-operator
 
@@ -99,12 +103,14 @@ test-unit: venv prometheus argocd ## Unit tests only (no cluster; promtool tests
 test-integration: venv binaries images ## Integration tests only (starts the local cluster if needed)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-binaries: ## Build the control plane, Helm, the real node's binaries, Prometheus and the Argo CD harness into ~/.cache/mlops-operator (no-op when cached)
+binaries: ## Build the control plane, Helm, the real node's binaries, Prometheus, the Argo CD harness, Kueue and Flux into ~/.cache/mlops-operator (no-op when cached)
 	bash tools/cluster/build.sh >/dev/null
 	bash tools/cluster/build.sh helm >/dev/null
 	bash tools/cluster/build.sh node >/dev/null
 	bash tools/cluster/build.sh prometheus >/dev/null
 	bash tools/cluster/build.sh argocd >/dev/null
+	bash tools/cluster/build.sh kueue >/dev/null
+	bash tools/cluster/build.sh flux >/dev/null
 
 images: binaries venv ## Build the real node's images with buildah (operator, trainer, MLServer, ...; no-op when cached)
 	$(BIN)/python tools/cluster/cluster.py host-packages

@@ -112,3 +112,15 @@ def fresh_namespace(cluster: Cluster, prefix: str, *, watched: bool | None = Non
         while custom.list_namespaced_custom_object(GROUP, "v1alpha1", name, "models")["items"]:
             assert time.monotonic() < deadline, f"Models in {name} were never released"
             time.sleep(0.5)
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a process the tests started, SIGKILL it if it is not gone in 30 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)

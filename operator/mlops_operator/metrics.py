@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 KINDS = ("TrainingJob", "Model", "ModelDeployment", "Dataset", "ContinuousTraining")
-TRAININGJOB_PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+TRAININGJOB_PHASES = ("Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed")
 # A TrainingJob the operator has not yet written a status for.
 NO_PHASE = "Unknown"
 STRATEGIES = ("RollingUpdate", "Canary")

@@ -10,6 +10,7 @@ import pytest
 
 # Not fixtures (those come from the plugin): names the test modules import from here.
 from tests.fixtures import OPERATOR_PREFIX, ROOT, Cluster, fresh_namespace, local_cluster
+from tests.kueue import Kueue
 from tests.operators import OPERATOR_ACCOUNT, RBAC, Operator
 
 __all__ = ["OPERATOR_ACCOUNT", "RBAC", "ROOT", "Cluster", "Operator", "local_cluster"]
@@ -35,3 +36,21 @@ def operator(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     op.stop()
     # kopf only logs some refusals (an Event it could not post): fail the session on any.
     assert not op.forbidden(), "the operator was refused:\n" + "\n".join(op.forbidden())
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kueue]:
+    """Kueue's manager as a process with its webhooks registered by URL (tests/kueue.py);
+    started only for a session with a test that asks for it. Its webhook configurations go
+    when the session ends, whatever the tests did; Jobs reach its webhooks only when they
+    carry the label kueue.x-k8s.io/queue-name."""
+    try:
+        bin_dir = local_cluster.build("kueue", cached_only=True)
+    except local_cluster.NotBuilt as err:
+        pytest.fail(f"{err}\n(`make test` builds it first: make kueue)")
+    running = Kueue(cluster, tmp_path_factory.mktemp("kueue"), bin_dir)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from mlops_operator.metrics import FAILURE_REASONS
+from tests.fixtures import stop_process
 from tests.metrics_doc import documented_metrics
 
 from .conftest import ROOT, Cluster, Operator, local_cluster
@@ -102,13 +103,7 @@ class Prometheus:
         return body["data"]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -498,3 +498,36 @@ def test_set_readiness_keeps_one_summary_condition_and_the_others() -> None:
     done = set_readiness(stalled, "Ready", "Fixed", "f", generation=2, now=later)
     assert summary(done) == ("Ready", "Fixed")
     assert [c.type for c in done] == ["Running", "Ready"]
+
+
+def test_a_run_kueue_has_not_admitted_is_queued_with_kueues_reason() -> None:
+    job = job_status(("Suspended", "JobSuspended"))
+    job["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "gpus"}
+    short = "couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu"
+    workload = {
+        "metadata": {"name": "job-iris-1a2b3"},
+        "status": {"conditions": [
+            {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": short},
+        ]},
+    }  # fmt: skip
+    seen = observe(job, [], workload, queued=True)
+    assert seen is not None
+    assert (seen.phase, seen.reason) == ("Queued", "Queued")
+    where = "waiting in Kueue's LocalQueue gpus (Workload job-iris-1a2b3, QuotaReserved)"
+    assert seen.message == f"{where}: Pending: {short}"
+    status = training_status(tj(queueName="gpus"), seen, job_name="iris", attempts=1,
+                             outcome=None, now=NOW)  # fmt: skip
+    assert status.phase == "Queued"
+    assert summary(status.conditions) == ("Reconciling", "Queued")
+    not_yet = observe(job, [], None, queued=True)
+    assert not_yet is not None
+    assert "has not made a Workload" in not_yet.message
+    evicted = {**workload, "status": {"conditions": [
+        {"type": "Evicted", "status": "True", "reason": "Preempted", "message": "by team-b"},
+    ]}}  # fmt: skip
+    again = observe(job, [], evicted, queued=True)
+    assert again is not None
+    assert again.message.endswith("Evicted): Preempted: by team-b")
+    user = observe(job, [], workload, queued=False)
+    assert user is not None
+    assert user.phase == "Suspended", "suspended by the user, not waiting for Kueue"

@@ -146,11 +146,14 @@ class Failure(ApiModel):
     )
 
 
+TrainingPhase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed"]
+
+
 class TrainingJobStatus(ApiModel):
     """Observed state, written by the operator."""
 
-    phase: Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"] | None = Field(
-        default=None, description="Summary of the job's progress."
+    phase: Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed"] | None = (
+        Field(default=None, description="Summary of the job's progress.")
     )
     conditions: Conditions = Field(default_factory=list, description="Current conditions.")
     observed_generation: int | None = Field(

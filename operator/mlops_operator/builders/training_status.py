@@ -17,15 +17,16 @@ from mlops_operator.api.report import TrainingReport
 from mlops_operator.api.trainingjob import Failure
 from mlops_operator.builders.conditions import Readiness, set_condition, set_readiness
 from mlops_operator.builders.meta import Event
-from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION
+from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION, KUEUE_QUEUE_LABEL
 
-Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+Phase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed"]
 # Waiting reasons that mean the image will not come without someone changing something.
 IMAGE_PULL_FAILURES = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 MESSAGE_LIMIT = 4096
 # Reasons of a run waiting for the registered Dataset it names (builders/datasets.py).
 DATASET_WAITING = ("DatasetNotFound", "DatasetNotReady")
 PHASE_MESSAGES = {
+    "Queued": "queued: waiting for Kueue to admit the run",
     "Running": "training is running",
     "Suspended": "training is suspended",
     "Succeeded": "training succeeded",
@@ -66,8 +67,16 @@ SUCCEEDED = ("Complete", "SuccessCriteriaMet")
 FAILED = ("Failed",)
 
 
-def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobObservation | None:
-    """None when there is no Job; otherwise its phase and, on failure, why."""
+def observe(
+    job: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    workload: dict[str, Any] | None = None,
+    *,
+    queued: bool = False,
+) -> JobObservation | None:
+    """None when there is no Job; otherwise its phase and, on failure, why. `queued`: the Job
+    is Kueue's to unsuspend (it names a queue and the user has not suspended the run), and
+    `workload` is Kueue's Workload for it, if seen yet."""
     if job is None:
         return None
     status = job.get("status") or {}
@@ -104,6 +113,8 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobObserv
             failure=failure,
         )
     if "Suspended" in conditions or (job.get("spec") or {}).get("suspend"):
+        if queued:
+            return replace(pending, phase="Queued", reason="Queued", message=_kueue(job, workload))
         return replace(pending, phase="Suspended", reason="Suspended", message="suspended")
     pull = _image_pull_failure(pods)
     if pull is not None:
@@ -113,6 +124,22 @@ def observe(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobObserv
     if int(status.get("ready") or 0) > 0:
         return replace(pending, phase="Running", reason="Running", message="training is running")
     return pending
+
+
+def _kueue(job: dict[str, Any], workload: dict[str, Any] | None) -> str:
+    """What Kueue says about a queued Job: its Workload's latest word on quota (or eviction)."""
+    queue = ((job.get("metadata") or {}).get("labels") or {}).get(KUEUE_QUEUE_LABEL, "")
+    where = f"waiting in Kueue's LocalQueue {queue}"
+    if workload is None:
+        return f"{where}: Kueue has not made a Workload for the Job yet"
+    conditions = {c.get("type"): c for c in (workload.get("status") or {}).get("conditions") or []}
+    name = workload["metadata"]["name"]
+    for type_ in ("Evicted", "QuotaReserved"):
+        found = conditions.get(type_)
+        if found is not None and (found.get("status") == "True") == (type_ == "Evicted"):
+            detail = f"{found.get('reason', type_)}: {found.get('message', '')}".strip(": ")
+            return f"{where} (Workload {name}, {type_}): {detail}"[:MESSAGE_LIMIT]
+    return f"{where} (Workload {name}): admitted, starting"
 
 
 def training_status(

@@ -44,9 +44,12 @@ from mlops_operator.controllers.common import (
     serialized,
     write_status,
 )
-from mlops_operator.kube import AlreadyExists, Body, Conflict, Kube, Refused
+from mlops_operator.kube import KUEUE_JOB_UID_LABEL, AlreadyExists, Body, Conflict, Kube, Refused
 
 PLURAL = "trainingjobs"
+# Kueue's Workloads (one per queued Job, labelled with the Job's uid), read when installed.
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+WORKLOADS = "workloads"
 TJ_LABEL = f"{GROUP}/trainingjob"
 POD_DONE = ("Succeeded", "Failed")
 MAX_REGISTER_TRIES = 50
@@ -69,6 +72,28 @@ async def trainingjob_event(
         # A new run (no Job yet) goes ahead of the updates queued for running ones: under a
         # burst, its Job is what the user waits for.
         reconcile(kube, namespace or "", name, first=not status.get("jobName"))
+
+
+@kopf.on.event(KUEUE_GROUP, KUEUE_VERSION, "workloads", labels={KUEUE_JOB_UID_LABEL: kopf.PRESENT})
+async def workload_changed(
+    type: str | None,
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Kueue's Workload of a queued run's Job: admitted, or why not yet (quota, eviction).
+    Watched only where Kueue is installed; without its CRD kopf watches nothing here."""
+    kube: Kube = memo["kube"]
+    if not kube.seen(WORKLOADS, event):
+        return
+    owners = body["metadata"].get("ownerReferences") or []
+    job_name = next((o["name"] for o in owners if o.get("kind") == "Job"), None)
+    job = kube.get_job(namespace or "", job_name) if job_name else None
+    run = ((job or {}).get("metadata", {}).get("labels") or {}).get(TJ_LABEL)
+    if run:
+        reconcile(kube, namespace or "", run)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TJ_LABEL: kopf.PRESENT})
@@ -178,7 +203,10 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
     if job is not None and suspend is not None:
         job = kube.patch_job(namespace, job["metadata"]["name"], {"spec": {"suspend": suspend}})
 
-    observed = observe(job, _pods_if_needed(kube, namespace, job))
+    # A run in a Kueue queue that the user has not suspended waits for Kueue to admit it.
+    queued = tj.spec.queue_name is not None and not tj.spec.suspend
+    workload = kube.workload_of(namespace, job["metadata"]["uid"]) if queued and job else None
+    observed = observe(job, _pods_if_needed(kube, namespace, job), workload, queued=queued)
     attempt = training.attempt_of(tj, job_name)
     if should_restart(tj, observed, attempt):
         attempt += 1

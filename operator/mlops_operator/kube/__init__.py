@@ -2,11 +2,19 @@
 (cache.py) and what its errors mean (errors.py)."""
 
 from mlops_operator.kube.cache import Body, Cache
-from mlops_operator.kube.client import CALL, POOL_SIZE, RETRYING, Kube, current_namespace
+from mlops_operator.kube.client import (
+    CALL,
+    KUEUE_JOB_UID_LABEL,
+    POOL_SIZE,
+    RETRYING,
+    Kube,
+    current_namespace,
+)
 from mlops_operator.kube.errors import AlreadyExists, Conflict, Refused, retry_after
 
 __all__ = [
     "CALL",
+    "KUEUE_JOB_UID_LABEL",
     "POOL_SIZE",
     "RETRYING",
     "AlreadyExists",

@@ -77,12 +77,13 @@ PLURALS = {
 
 # Pods are looked up by the Job they belong to.
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"  # on the Workload Kueue makes for a Job
 
 
 class Kube:
     def __init__(self, api: client.ApiClient, fence: Callable[[], bool] | None = None) -> None:
         self._fence = fence
-        self.cache = Cache(index={"pods": JOB_NAME_LABEL})
+        self.cache = Cache(index={"pods": JOB_NAME_LABEL, "workloads": KUEUE_JOB_UID_LABEL})
         self._ledgers: dict[str, Body | None] = {}
         self._applied = Applied()  # what we last applied to each child
         self.core = client.CoreV1Api(api)
@@ -372,6 +373,11 @@ class Kube:
         for pod in items:
             self.cache.observe("pods", pod)
         return items
+
+    def workload_of(self, namespace: str, job_uid: str) -> Body | None:
+        """Kueue's Workload of a Job, as the watch last showed it (None before it comes)."""
+        found = self.cache.labelled("workloads", namespace, job_uid)
+        return found[0] if found else None
 
     def list_pods(self, namespace: str, selector: str) -> list[Body]:
         """Pods matching a label selector, from the server (for what is not watched)."""
