@@ -29,14 +29,18 @@ def flux(
     workdir = tmp_path_factory.mktemp("flux")
     flux = Flux(crds, workdir)
     with GitServer(workdir / "git") as server:
-        flux.start()
         try:
+            flux.start()
             yield flux, server
         finally:
-            # Deleted while the controllers run, so kustomize-controller prunes what it applied.
-            crds.kubectl("delete", "-n", NAMESPACE, "--all", "--timeout=120s",
-                         f"{KS},gitrepositories.source.toolkit.fluxcd.io", timeout=150)  # fmt: skip
-            flux.stop()
+            try:
+                # Deleted while the controllers run, so kustomize-controller prunes what it
+                # applied.
+                crds.kubectl("delete", "-n", NAMESPACE, "--all", "--timeout=120s",
+                             f"{KS},gitrepositories.source.toolkit.fluxcd.io",
+                             timeout=150)  # fmt: skip
+            finally:
+                flux.stop()
 
 
 def deployment(name: str, model: str) -> dict[str, Any]:
