@@ -152,9 +152,7 @@ TrainingPhase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded"
 class TrainingJobStatus(ApiModel):
     """Observed state, written by the operator."""
 
-    phase: Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed"] | None = (
-        Field(default=None, description="Summary of the job's progress.")
-    )
+    phase: TrainingPhase | None = Field(default=None, description="Summary of the job's progress.")
     conditions: Conditions = Field(default_factory=list, description="Current conditions.")
     observed_generation: int | None = Field(
         default=None, ge=0, description="The `metadata.generation` this status describes."

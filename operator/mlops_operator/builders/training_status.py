@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from mlops_operator.api import Condition, TrainingJob, TrainingJobStatus
 from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.api.trainingjob import Failure
+from mlops_operator.api.trainingjob import TrainingPhase as Phase
 from mlops_operator.builders.conditions import Readiness, set_condition, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION, KUEUE_QUEUE_LABEL
 
-Phase = Literal["Pending", "Queued", "Running", "Suspended", "Succeeded", "Failed"]
 # Waiting reasons that mean the image will not come without someone changing something.
 IMAGE_PULL_FAILURES = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 MESSAGE_LIMIT = 4096
