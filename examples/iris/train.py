@@ -3,8 +3,9 @@
 The operator runs this with the TrainingJob contract (DESIGN.md section 3):
 MLOPS_OUTPUT_URI says where the artifact goes, MLOPS_HPARAMS carries the
 hyperparameters as JSON. It writes `model.joblib` there (the layout MLServer's
-sklearn runtime serves) and reports accuracy and the artifact through the
-termination message. Locally:
+sklearn runtime serves), profiles its training data (`reference.json` beside it, what
+the serving pods' monitor measures drift against) and reports accuracy and the artifact
+through the termination message. Locally:
 
     MLOPS_OUTPUT_URI=file:///tmp/iris MLOPS_TERMINATION_LOG=/tmp/iris.report python train.py
 """
@@ -21,7 +22,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from mlops_operator.sdk import hparams, report
+from mlops_operator.sdk import hparams, profile, report
+
+# The columns of the model's input tensor, in order: the names drift is reported under.
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def main() -> None:
@@ -49,6 +53,7 @@ def main() -> None:
             "f1": f1_score(y_test, predicted, average="macro"),
         },
         artifact={"uri": artifact_uri, "digest": digest},
+        reference=profile(x_train, model.predict(x_train), feature_names=FEATURES),
     )
 
 

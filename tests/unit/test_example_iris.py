@@ -11,6 +11,7 @@ from pathlib import Path
 import joblib
 from sklearn.datasets import load_iris
 
+from mlops_operator.api.reference import NumericFeature, ReferenceProfile
 from mlops_operator.api.report import parse_report
 
 TRAIN = Path(__file__).resolve().parents[2] / "examples" / "iris" / "train.py"
@@ -32,6 +33,24 @@ def test_iris_training_writes_model_and_report(tmp_path: Path) -> None:
     assert parsed.artifact.digest == "sha256:" + hashlib.sha256(model_file.read_bytes()).hexdigest()
     assert 0.8 < parsed.metrics["accuracy"] <= 1.0
     assert 0.8 < parsed.metrics["f1"] <= 1.0
+
+    reference_file = tmp_path / "out" / "reference.json"
+    assert parsed.artifact.reference is not None, "the run profiled its training data"
+    assert parsed.artifact.reference.uri == f"file://{reference_file}"
+    assert parsed.artifact.reference.digest == (
+        "sha256:" + hashlib.sha256(reference_file.read_bytes()).hexdigest()
+    )
+    reference = ReferenceProfile.model_validate_json(reference_file.read_text())
+    assert reference.rows == 105, "the training split, 70% of 150"
+    assert [f.name for f in reference.features] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert all(isinstance(f, NumericFeature) and sum(f.counts) == 105 for f in reference.features)
+    assert reference.predictions is not None
+    assert sum(reference.predictions.counts) == 105
 
     model = joblib.load(model_file)
     assert model.C == 2.0, "hyperparameters reached the estimator"

@@ -371,6 +371,15 @@ def test_build_model_names_the_version_and_records_lineage() -> None:
     }
 
 
+def test_the_reference_profile_travels_from_the_report_into_the_model() -> None:
+    reference = {"uri": "s3://b/run/reference.json", "digest": "sha256:" + "b" * 64}
+    report = TrainingReport.model_validate(
+        {"metrics": {}, "artifact": {"uri": "s3://b/run/model.joblib", "reference": reference}}
+    )
+    model = registry.build_model(tj(), report, 1)
+    assert model["spec"]["artifact"]["reference"] == reference
+
+
 def test_next_version_and_registered_by() -> None:
     models = [
         {"metadata": {"name": "iris-v1"}, "spec": {"modelName": "iris", "version": 1}},

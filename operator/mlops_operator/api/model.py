@@ -29,6 +29,7 @@ from mlops_operator.api.common import (
     versioned_name,
     versioned_name_rule,
 )
+from mlops_operator.api.reference import ReferenceFile
 
 MAX_VERSION = 999999
 # The label a Model carries once someone has approved it for serving.
@@ -47,6 +48,11 @@ class Artifact(ApiModel):
     format: ModelFormat = Field(description="Format of the artifact; picks the serving runtime.")
     digest: Digest | None = Field(
         default=None, description="Content digest (`sha256:<hex>`) of the artifact."
+    )
+    reference: ReferenceFile | None = Field(
+        default=None,
+        description="The training data's reference profile; a ModelDeployment serving this"
+        " version monitors drift against it.",
     )
 
 

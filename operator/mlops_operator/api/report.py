@@ -12,6 +12,7 @@ from __future__ import annotations
 from pydantic import Field, ValidationError
 
 from mlops_operator.api.common import ApiModel, Digest, Metrics, Uri
+from mlops_operator.api.reference import ReferenceFile
 
 # The kubelet truncates termination messages beyond this many bytes.
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -25,6 +26,9 @@ class ArtifactReport(ApiModel):
     uri: Uri = Field(description="Where the trained artifact was written.")
     digest: Digest | None = Field(
         default=None, description="Content digest of the artifact, `sha256:<hex>`."
+    )
+    reference: ReferenceFile | None = Field(
+        default=None, description="The training data's profile, for drift monitoring."
     )
 
 

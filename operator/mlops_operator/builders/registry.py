@@ -46,7 +46,10 @@ def build_model(
         model_name=output.model_name,
         version=version,
         artifact=Artifact(
-            uri=report.artifact.uri, format=output.format, digest=report.artifact.digest
+            uri=report.artifact.uri,
+            format=output.format,
+            digest=report.artifact.digest,
+            reference=report.artifact.reference,
         ),
         metrics=dict(report.metrics),
         key_metric=key,
