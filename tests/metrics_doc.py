@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 HEADER = "| metric | type | labels | meaning |"
+MONITOR_HEADER = "| monitor metric | type | labels | meaning |"
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,10 @@ def _without_parentheses(text: str) -> str:
         text = shorter
 
 
-def documented_metrics(doc: Path = METRICS_DOC) -> list[Documented]:
+def documented_metrics(doc: Path = METRICS_DOC, header: str = HEADER) -> list[Documented]:
+    """The operator's metrics table, or with `header=MONITOR_HEADER` the serving monitor's."""
     lines = doc.read_text().splitlines()
-    start = lines.index(HEADER) + 2  # past the header and its |---| line
+    start = lines.index(header) + 2  # past the header and its |---| line
     found: list[Documented] = []
     for line in lines[start:]:
         if not line.startswith("|"):

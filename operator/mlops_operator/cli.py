@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import socket
@@ -187,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("destination", help="directory the runtime reads the model from")
     fetch.set_defaults(func=_storage_init)
 
+    monitor = sub.add_parser(
+        "monitor",
+        help="the serving pod's monitor: a proxy in front of the runtime that bins V2"
+        " inference traffic against the model's reference profile",
+    )
+    monitor.add_argument("--upstream", required=True, help="the runtime: http://127.0.0.1:PORT")
+    monitor.add_argument("--reference", required=True, help="path of the reference.json")
+    monitor.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT traffic comes to")
+    monitor.add_argument("--admin", default="0.0.0.0:8089", help="HOST:PORT of /metrics, /drift")
+    monitor.add_argument("--model", default=os.environ.get("MLOPS_MODEL_NAME", ""))
+    monitor.add_argument("--model-version", default=os.environ.get("MLOPS_MODEL_VERSION", ""))
+    monitor.add_argument(
+        "--upstream-timeout", type=float, default=60.0, help="seconds a runtime may take"
+    )
+    monitor.set_defaults(func=_monitor)
+
     dataset = sub.add_parser("dataset", help="register Dataset versions from a data pipeline")
     verbs = dataset.add_subparsers(dest="verb", required=True)
     register = verbs.add_parser(
@@ -273,6 +291,44 @@ def _dataset_watch(args: argparse.Namespace) -> int:
         if args.interval <= 0:
             return status
         time.sleep(args.interval)  # the watcher's own polling period
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from mlops_operator.api.reference import ReferenceProfile
+    from mlops_operator.monitoring import server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        reference = ReferenceProfile.model_validate_json(Path(args.reference).read_bytes())
+        listen, admin = _host_port(args.listen), _host_port(args.admin)
+    except (OSError, ValueError) as err:
+        print(f"monitor: cannot start: {err}", file=sys.stderr)
+        return 2
+    settings = server.Settings(
+        upstream=args.upstream.rstrip("/"),
+        reference=reference,
+        model=args.model,
+        version=args.model_version,
+        upstream_timeout=args.upstream_timeout,
+    )
+
+    async def until_stopped() -> None:
+        task = asyncio.ensure_future(server.serve(settings, listen, admin))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(until_stopped())
+    return 0
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{value!r}: expected HOST:PORT")
+    return host or "0.0.0.0", int(port)
 
 
 def _storage_init(args: argparse.Namespace) -> int:
