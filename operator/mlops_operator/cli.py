@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("source", help="s3://, gs://, https:// URI or a local (PVC) path")
     fetch.add_argument("destination", help="directory the runtime reads the model from")
+    fetch.add_argument("--reference", help="the Model's reference profile, fetched too")
+    fetch.add_argument("--reference-digest", help="its digest, checked (sha256:<hex>)")
+    fetch.add_argument("--reference-dir", help="where the monitor reads it")
     fetch.set_defaults(func=_storage_init)
 
     monitor = sub.add_parser(
@@ -332,10 +335,16 @@ def _host_port(value: str) -> tuple[str, int]:
 
 
 def _storage_init(args: argparse.Namespace) -> int:
+    source = args.source
     try:
-        fetched = storage.fetch(args.source, args.destination)
+        fetched = storage.fetch(source, args.destination)
+        if args.reference:
+            source = args.reference
+            fetched.append(
+                storage.fetch_reference(source, args.reference_digest, args.reference_dir)
+            )
     except Exception as err:  # any failure: one clear line where the operator reads it
-        message = storage.failure_message(args.source, err)
+        message = storage.failure_message(source, err)
         print(message, file=sys.stderr)
         storage.write_termination_message(message)
         return 1

@@ -8,10 +8,13 @@ artifact arrives: the PVC is mounted and its path passed here.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 
 import fsspec
+
+from mlops_operator.api.reference import REFERENCE_FILE
 
 # The kubelet reads a container's termination message from here (the operator shows it in
 # a failed rollout's status); overridable for local runs, as for the training SDK.
@@ -31,6 +34,20 @@ def fetch(source: str, destination: str) -> list[Path]:
     else:
         fs.get(path, str(dest / Path(path).name))
     return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+def fetch_reference(source: str, digest: str, directory: str) -> Path:
+    """Copy the reference profile into `directory` as reference.json, if its digest is the
+    one the Model recorded (a Model is immutable: so is what its monitor compares with)."""
+    with fsspec.open(source, "rb") as f:
+        data = f.read()
+    actual = "sha256:" + hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise ValueError(f"{source} has digest {actual}, the Model says {digest}")
+    target = Path(directory) / REFERENCE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
 
 
 def failure_message(source: str, err: BaseException) -> str:

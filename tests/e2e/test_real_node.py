@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pytest
 import yaml
 from sklearn.datasets import load_iris
@@ -234,6 +235,7 @@ def test_mlserver_serves_the_trained_model_through_its_service(
             "strategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}},
             "replicas": 1,
             "progressDeadlineSeconds": 45,
+            "monitoring": {"intervalSeconds": 10, "minSamples": 200, "windowSeconds": 3600},
         },
     }
     apply(real, workspace, md)
@@ -246,6 +248,50 @@ def test_mlserver_serves_the_trained_model_through_its_service(
     _, model = local_run
     (output,) = answer["outputs"]
     assert output["data"] == model.predict(x[::15]).tolist()
+
+
+def drifted(real: Cluster, namespace: str, samples: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Wait until the operator has read at least `samples` rows from the monitors."""
+    wait(real, namespace, "mdep/iris", f"jsonpath={{.status.drift.samples}}={samples}", 120)
+    status = kubectl_json(real, "get", "mdep", "iris", "-n", namespace)["status"]
+    return status["drift"], next(c for c in status["conditions"] if c["type"] == "Drifted")
+
+
+def test_the_monitor_in_front_of_mlserver_measures_drift_on_the_shifted_feature_only(
+    real: Cluster, workspace: str
+) -> None:
+    model = kubectl_json(real, "get", "mdl", "iris-v1", "-n", workspace)
+    reference = model["spec"]["artifact"]["reference"]
+    assert reference["uri"].endswith("/reference.json"), "the training run profiled its data"
+    pods = kubectl_json(real, "get", "pods", "-n", workspace, "-l",
+                        "mlops.seed.dev/modeldeployment=iris")["items"]  # fmt: skip
+    assert [c["name"] for c in pods[0]["spec"]["containers"]] == ["runtime", "monitor"]
+    # The rows of the first prediction are in: too few to judge.
+    drift, condition = drifted(real, workspace, 10)
+    assert (condition["status"], condition["reason"]) == ("Unknown", "NotEnoughSamples")
+    assert drift["version"] == 1
+    assert drift["pods"] == 1
+
+    url = kubectl_json(real, "get", "mdep", "iris", "-n", workspace)["status"]["url"]
+    x, _ = load_iris(return_X_y=True)
+    rng = np.random.default_rng(11)
+    predict_in_cluster(real, workspace, url, x[rng.integers(0, len(x), 300)].tolist())
+    drift, condition = drifted(real, workspace, 310)
+    assert (condition["status"], condition["reason"]) == ("False", "NoDrift"), condition
+    assert all(f["psi"] < 0.2 for f in drift["features"]), drift
+
+    shifted = x[rng.integers(0, len(x), 600)]
+    shifted[:, 2] += 3.0  # petal_length, 3 cm longer
+    predict_in_cluster(real, workspace, url, shifted.tolist())
+    drift, condition = drifted(real, workspace, 910)
+    assert (condition["status"], condition["reason"]) == ("True", "FeaturesDrifted"), condition
+    assert condition["message"].startswith("petal_length PSI ")
+    scores = {f["name"]: f["psi"] for f in drift["features"]}
+    assert scores["petal_length"] > 1.0
+    assert all(scores[f] < 0.2 for f in ("sepal_length", "sepal_width", "petal_width")), scores
+    about = "--field-selector=involvedObject.name=iris,reason=DriftDetected"
+    (event,) = kubectl_json(real, "get", "events", "-n", workspace, about)["items"]
+    assert "petal_length PSI" in event["message"]
 
 
 def test_a_canary_whose_artifact_is_missing_is_rolled_back_with_the_real_reason(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 
+from mlops_operator.api.modeldeployment import Monitoring
 from mlops_operator.api.reference import CategoricalFeature, NumericFeature, ReferenceProfile
 from mlops_operator.builders import drift
 from mlops_operator.monitoring import v2
@@ -191,3 +194,68 @@ def test_latency_percentiles_interpolate_within_a_bucket() -> None:
     assert percentile(counts, 0.5) == pytest.approx(0.00375)
     counts[-1] = 1000  # most above the last bound
     assert percentile(counts, 0.99) == LATENCY_BOUNDS[-1]
+
+
+# --- the operator's verdict over a version's pods ----------------------------------------
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def reading(a: list[int], b: list[int], samples: int, predictions: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "windowSeconds": 600,
+        "samples": samples,
+        "features": [
+            {"name": "a", "reference": [50, 50], "counts": a},
+            {"name": "b", "reference": [50, 50], "counts": b},
+        ],
+    }
+    if predictions:
+        body["predictions"] = {"name": "prediction", "reference": [10, 10, 0], "counts": [3, 3, 0]}
+    return body
+
+
+def test_pods_are_summed_before_scoring_and_the_drifted_features_are_named() -> None:
+    monitoring = Monitoring(min_samples=100, feature_thresholds={"b": 5.0})
+    # Each pod alone leans one way on a; together they are balanced. b drifts, but its
+    # threshold is high.
+    pods = [reading([90, 10], [95, 5], 100), reading([10, 90], [95, 5], 100)]
+    verdict = drift.assess(pods, [], monitoring, version=3, now=NOW)
+    assert verdict.drifted is False
+    assert verdict.reason == "NoDrift"
+    assert verdict.drift is not None
+    assert (verdict.drift.samples, verdict.drift.pods, verdict.drift.version) == (200, 2, 3)
+    scores = {f.name: f for f in verdict.drift.features}
+    assert scores["a"].psi == pytest.approx(0)
+    assert scores["b"].threshold == 5.0
+    assert "highest b" in verdict.message
+    assert verdict.drift.predictions is not None
+
+    strict = Monitoring(min_samples=100)
+    drifted = drift.assess(pods, [], strict, version=3, now=NOW)
+    assert drifted.drifted is True
+    assert drifted.reason == "FeaturesDrifted"
+    assert drifted.message.startswith("b PSI ")
+    assert "> 0.2 (200 rows in the last 600 s)" in drifted.message
+    assert "a PSI" not in drifted.message
+
+
+def test_too_few_rows_no_monitor_or_no_reference_is_unknown_and_says_why() -> None:
+    few = drift.assess([reading([1, 1], [1, 1], 2)], [], Monitoring(), version=1, now=NOW)
+    assert (few.drifted, few.reason) == (None, "NotEnoughSamples")
+    assert few.message == "2 rows in the last 600 s, 500 needed to judge drift"
+    assert few.drift is not None, "what was read is still shown"
+    nobody = drift.assess([], ["pod web-1: timed out"], Monitoring(), version=1, now=NOW)
+    assert (nobody.drifted, nobody.reason) == (None, "MonitorUnavailable")
+    assert "pod web-1: timed out" in nobody.message
+    assert nobody.drift is None
+    missing = drift.no_reference("iris-v2")
+    assert (missing.drifted, missing.reason) == (None, "NoReference")
+    assert "Model iris-v2 has no reference profile" in missing.message
+
+
+def test_a_pod_without_predictions_leaves_them_out() -> None:
+    pods = [reading([5, 5], [5, 5], 10), reading([5, 5], [5, 5], 10, predictions=False)]
+    verdict = drift.assess(pods, [], Monitoring(min_samples=1), version=1, now=NOW)
+    assert verdict.drift is not None
+    assert verdict.drift.predictions is None

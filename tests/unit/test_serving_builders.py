@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -446,3 +447,86 @@ def test_storage_init_gets_the_credentials_by_reference() -> None:
     plain = serving.build_deployment(md(), model(1), track="stable", replicas=1,
                                      storage_image="op:1")  # fmt: skip
     assert "env" not in plain["spec"]["template"]["spec"]["initContainers"][0]
+
+
+# --- drift monitoring -------------------------------------------------------------------
+
+REFERENCE = {"uri": "s3://m/iris/3/reference.json", "digest": "sha256:" + "c" * 64}
+
+
+def referenced(version: int, uri: str | None = None, reference: str | None = None) -> Model:
+    body = model(version, uri=uri).model_dump(by_alias=True, exclude_none=True)
+    body["spec"]["artifact"]["reference"] = {**REFERENCE, "uri": reference or REFERENCE["uri"]}
+    return Model.model_validate(body)
+
+
+def test_a_model_with_a_reference_is_served_behind_the_monitor() -> None:
+    dep = serving.build_deployment(md(), referenced(3), track="stable", replicas=1,
+                                   storage_image="op:1")  # fmt: skip
+    pod = dep["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    assert init["args"] == [
+        "storage-init", "s3://m/iris/3/model.joblib", serving.MODEL_DIR,
+        "--reference", REFERENCE["uri"], "--reference-digest", REFERENCE["digest"],
+        "--reference-dir", serving.REFERENCE_DIR,
+    ]  # fmt: skip
+    runtime, monitor = pod["containers"]
+    # The monitor owns the port the Service targets; the runtime's is renamed, probes follow.
+    assert {p["name"]: p["containerPort"] for p in monitor["ports"]} == {
+        "http": serving.MONITOR_PORT,
+        "monitor": serving.MONITOR_ADMIN_PORT,
+    }
+    assert runtime["ports"] == [{"name": "runtime", "containerPort": serving.RUNTIME_PORT}]
+    assert runtime["readinessProbe"]["httpGet"]["port"] == "runtime"
+    assert runtime["livenessProbe"]["httpGet"]["port"] == "runtime"
+    assert serving.build_service(md())["spec"]["ports"][0]["targetPort"] == "http"
+    assert monitor["image"] == "op:1", "the operator's own image"
+    assert monitor["args"][:3] == ["monitor", "--reference", serving.REFERENCE_PATH]
+    assert f"http://127.0.0.1:{serving.RUNTIME_PORT}" in monitor["args"]
+    assert monitor["securityContext"] == runtime["securityContext"], "restricted, as the runtime"
+    assert monitor["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "monitor"}
+    assert {"name": "reference", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "reference", "mountPath": serving.REFERENCE_DIR} in init["volumeMounts"]
+
+
+def pod_of(deployment: ModelDeployment, served: Model) -> dict[str, Any]:
+    built = serving.build_deployment(
+        deployment, served, track="stable", replicas=1, storage_image="op:1"
+    )
+    pod: dict[str, Any] = built["spec"]["template"]["spec"]
+    return pod
+
+
+def test_no_monitor_without_a_reference_or_when_it_is_turned_off() -> None:
+    off = md(monitoring={"enabled": False})
+    for deployment, served in ((md(), model(3)), (off, referenced(3))):
+        pod = pod_of(deployment, served)
+        assert [c["name"] for c in pod["containers"]] == ["runtime"]
+        assert pod["containers"][0]["ports"][0]["name"] == "http"
+        assert "--reference" not in pod["initContainers"][0]["args"]
+
+
+def test_a_reference_on_another_claim_gets_its_own_read_only_volume() -> None:
+    same = referenced(1, uri="pvc://models/iris/1/model.joblib",
+                      reference="pvc://models/iris/1/reference.json")  # fmt: skip
+    other = referenced(1, uri="pvc://models/iris/1/model.joblib",
+                       reference="pvc://profiles/iris/1/reference.json")  # fmt: skip
+    for served, claims in ((same, ["models"]), (other, ["models", "profiles"])):
+        pod = pod_of(md(), served)
+        pvcs = [v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert [c["claimName"] for c in pvcs] == claims
+        assert all(c["readOnly"] for c in pvcs)
+        args = pod["initContainers"][0]["args"]
+        assert args[args.index("--reference") + 1].startswith(f"/mnt/pvc/{claims[-1]}/iris/1/")
+
+
+def test_storage_init_fetches_the_reference_only_with_the_recorded_digest(tmp_path: Path) -> None:
+    source = tmp_path / "reference.json"
+    source.write_text('{"format": 1}')
+    good = "sha256:" + hashlib.sha256(source.read_bytes()).hexdigest()
+    fetched = storage.fetch_reference(f"file://{source}", good, str(tmp_path / "ref"))
+    assert fetched == tmp_path / "ref" / "reference.json"
+    assert fetched.read_text() == '{"format": 1}'
+    with pytest.raises(ValueError, match="the Model says sha256:cccc"):
+        storage.fetch_reference(str(source), "sha256:" + "c" * 64, str(tmp_path / "bad"))
+    assert not (tmp_path / "bad" / "reference.json").exists()

@@ -110,6 +110,12 @@ class Runtime(ApiModel):
             message="command, args and port are only for a custom image; a preset sets its own",
             check=lambda r: r.image is not None or not (r.command or r.args or r.port),
         ),
+        Rule(
+            cel="!has(self.port) || !(self.port in [9080, 9081])",
+            message="9080 and 9081 are the drift monitor's ports in the pod; choose another",
+            check=lambda r: r.port not in (9080, 9081),
+            field="port",
+        ),
     )
 
     preset: Literal["mlserver"] | None = Field(
@@ -241,6 +247,43 @@ class Strategy(ApiModel):
     canary: Canary | None = Field(default=None, description="Settings of Canary.")
 
 
+FeatureName = Annotated[str, StringConstraints(max_length=128)]
+Psi = Annotated[float, Field(ge=0.001, le=100)]
+
+
+class Monitoring(ApiModel):
+    """Drift monitoring of the served version against its Model's reference profile."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Put the monitor in front of the runtime when the served Model has a"
+        " reference profile (`spec.artifact.reference`); false: never.",
+    )
+    window_seconds: int = Field(
+        default=600, ge=60, le=3600, description="Traffic of the last this many seconds is scored."
+    )
+    min_samples: int = Field(
+        default=500,
+        ge=1,
+        le=10_000_000,
+        description="Fewer rows than this in the window: Drifted is Unknown, not a verdict.",
+    )
+    threshold: Psi = Field(
+        default=0.2,
+        strict=False,
+        description="PSI over which a feature counts as drifted (0.2: the usual"
+        ' "significant shift").',
+    )
+    feature_thresholds: dict[FeatureName, Psi] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description="PSI thresholds of single features, by name, over `threshold`.",
+    )
+    interval_seconds: int = Field(
+        default=60, ge=10, le=3600, description="How often the operator reads the monitors."
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     """What to serve and how to roll it out."""
 
@@ -290,6 +333,9 @@ class ModelDeploymentSpec(ApiModel):
     pod_metadata: PodMetadata = Field(
         default_factory=PodMetadata, description="Labels and annotations added to every pod."
     )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, description="Drift monitoring of the served version."
+    )
 
 
 class CanaryStatus(ApiModel):
@@ -316,6 +362,31 @@ class RolloutRecord(ApiModel):
     message: Annotated[str, StringConstraints(max_length=1024)] = Field(
         default="", description="Details, such as why it was rolled back."
     )
+
+
+class FeatureDrift(ApiModel):
+    name: FeatureName = Field(description="The feature (or `prediction`).")
+    psi: float = Field(strict=False, description="Population stability index in the window.")
+    js_distance: float = Field(
+        strict=False, description="Jensen-Shannon distance (base 2, 0 to 1) in the window."
+    )
+    threshold: float | None = Field(
+        default=None, strict=False, description="Its PSI threshold; none for the predictions."
+    )
+
+
+class DriftStatus(ApiModel):
+    """The served version's traffic against its reference profile, as last read."""
+
+    version: Version = Field(description="The version whose pods were read.")
+    window_seconds: int = Field(ge=0, description="The window scored.")
+    samples: int = Field(ge=0, description="Rows in the window, over all pods read.")
+    pods: int = Field(ge=0, description="Pods whose monitor answered.")
+    features: list[FeatureDrift] = Field(
+        default_factory=list, max_length=1000, description="Scores per feature."
+    )
+    predictions: FeatureDrift | None = Field(default=None, description="Scores of the outputs.")
+    read_at: datetime | None = Field(default=None, strict=False, description="When it was read.")
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -349,6 +420,9 @@ class ModelDeploymentStatus(ApiModel):
     )
     history: list[RolloutRecord] = Field(
         default_factory=list, max_length=10, description="Latest rollouts, newest first."
+    )
+    drift: DriftStatus | None = Field(
+        default=None, description="Drift of the served version, while it is monitored."
     )
 
 

@@ -23,15 +23,18 @@ from mlops_operator.api import Condition
 def set_condition(
     conditions: list[Condition],
     type_: str,
-    status: bool,
+    status: bool | None,
     reason: str,
     message: str,
     *,
     generation: int | None,
     now: datetime,
 ) -> list[Condition]:
-    """A new list with `type_` set; lastTransitionTime moves only when status flips."""
-    new_status: Literal["True", "False"] = "True" if status else "False"
+    """A new list with `type_` set (None: Unknown); lastTransitionTime moves only when
+    status flips."""
+    new_status: Literal["True", "False", "Unknown"] = (
+        "Unknown" if status is None else "True" if status else "False"
+    )
     old = next((c for c in conditions if c.type == type_), None)
     since = old.last_transition_time if old and old.status == new_status else now
     updated = Condition(
@@ -45,6 +48,10 @@ def set_condition(
     if old is None:
         return [*conditions, updated]
     return [updated if c.type == type_ else c for c in conditions]
+
+
+def without(conditions: list[Condition], type_: str) -> list[Condition]:
+    return [c for c in conditions if c.type != type_]
 
 
 Readiness = Literal["Ready", "Reconciling", "Stalled"]

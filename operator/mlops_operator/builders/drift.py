@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mlops_operator.api.modeldeployment import DriftStatus, FeatureDrift, Monitoring
 
 # An empty bin's share, for PSI only (its log is undefined at 0): a tenth of a row in ten
 # thousand, small enough not to dominate, large enough that one empty bin is not infinite.
@@ -48,6 +53,106 @@ def js_distance(expected: Sequence[int], actual: Sequence[int]) -> float:
         if q:
             divergence += q / 2 * math.log2(q / m)
     return math.sqrt(max(divergence, 0.0))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The `Drifted` condition of a ModelDeployment, and the status.drift behind it."""
+
+    drifted: bool | None  # None: Unknown
+    reason: str
+    message: str
+    drift: DriftStatus | None = None
+
+
+def no_reference(model: str) -> Verdict:
+    return Verdict(
+        None,
+        "NoReference",
+        f"Model {model} has no reference profile, so its traffic is not monitored; train"
+        " with report(reference=profile(...)) (docs/training.md#the-reference-profile)",
+    )
+
+
+def assess(
+    readings: Sequence[dict[str, Any]],
+    failures: Sequence[str],
+    monitoring: Monitoring,
+    version: int,
+    now: datetime,
+) -> Verdict:
+    """Sum the monitors' windows (`/drift` of each pod of `version`) and judge the sum.
+
+    Counts add across pods before scoring, so two pods each with half the traffic score as
+    one would with all of it."""
+    if not readings:
+        why = "; ".join(failures[:3]) or "no Ready pod of it"
+        return Verdict(
+            None, "MonitorUnavailable", f"no monitor of version {version} answered: {why}"
+        )
+    first = readings[0]
+    scored = [
+        _scored(name, ref, live, monitoring.feature_thresholds.get(name, monitoring.threshold))
+        for name, ref, live in (
+            _summed([r["features"][i] for r in readings]) for i in range(len(first["features"]))
+        )
+    ]
+    predictions = None
+    if all("predictions" in r for r in readings):
+        predictions = _scored(*_summed([r["predictions"] for r in readings]), None)
+    samples = sum(int(r["samples"]) for r in readings)
+    drift = DriftStatus(
+        version=version,
+        window_seconds=int(first["windowSeconds"]),
+        samples=samples,
+        pods=len(readings),
+        features=scored,
+        predictions=predictions,
+        read_at=now,
+    )
+    window = f"the last {drift.window_seconds} s"
+    if samples < monitoring.min_samples:
+        return Verdict(
+            None,
+            "NotEnoughSamples",
+            f"{samples} rows in {window}, {monitoring.min_samples} needed to judge drift",
+            drift,
+        )
+    over = sorted(
+        (f for f in drift.features if f.threshold is not None and f.psi > f.threshold),
+        key=lambda f: -f.psi,
+    )
+    if over:
+        named = "; ".join(f"{f.name} PSI {f.psi:.3g} > {f.threshold:.3g}" for f in over[:10])
+        return Verdict(True, "FeaturesDrifted", f"{named} ({samples} rows in {window})", drift)
+    top = max(drift.features, key=lambda f: f.psi)
+    return Verdict(
+        False,
+        "NoDrift",
+        f"no feature over its PSI threshold; highest {top.name} {top.psi:.3g}"
+        f" ({samples} rows in {window})",
+        drift,
+    )
+
+
+def _summed(entries: list[dict[str, Any]]) -> tuple[str, list[int], list[int]]:
+    """One feature as each pod read it: its name, reference counts, live counts summed."""
+    first = entries[0]
+    total = [0] * len(first["reference"])
+    for entry in entries:
+        total = [a + int(b) for a, b in zip(total, entry["counts"], strict=True)]
+    return str(first["name"]), list(first["reference"]), total
+
+
+def _scored(
+    name: str, reference: list[int], live: list[int], threshold: float | None
+) -> FeatureDrift:
+    return FeatureDrift(
+        name=name,
+        psi=round(psi(reference, live), 4),
+        js_distance=round(js_distance(reference, live), 4),
+        threshold=threshold,
+    )
 
 
 def _same_bins(expected: Sequence[int], actual: Sequence[int]) -> None:

@@ -1,5 +1,10 @@
 """ModelDeployment -> its children: Deployments (stable, canary), Service, HPA, PDB. Pure.
 
+A pod serving a Model with a reference profile (and `spec.monitoring.enabled`) has the
+monitor in front of its runtime: storage-init fetches the reference beside the artifact,
+the monitor container owns the port named `http` (the Service's target) and passes
+traffic to the runtime on localhost; the runtime's port is then named `runtime`.
+
 Children are applied with server-side apply, so each manifest lists only the
 fields the operator owns: what it leaves out (a Deployment's replicas under an
 HPA) stays with whoever owns it.
@@ -19,6 +24,11 @@ Track = Literal["stable", "canary"]
 RUNTIME_PORT = 8080
 MODEL_DIR = "/mnt/models"
 PVC_ROOT = "/mnt/pvc"
+# The monitor's ports: traffic (the Service's target when monitored) and /drift, /metrics.
+MONITOR_PORT = 9080
+MONITOR_ADMIN_PORT = 9081
+REFERENCE_DIR = "/mnt/reference"
+REFERENCE_PATH = f"{REFERENCE_DIR}/reference.json"
 TRACK_LABEL = f"{RESERVED_PREFIX}track"
 VERSION_LABEL = f"{RESERVED_PREFIX}model-version"
 MD_LABEL = f"{RESERVED_PREFIX}modeldeployment"
@@ -151,6 +161,11 @@ def _child(
     }
 
 
+def monitored(md: ModelDeployment, model: Model) -> bool:
+    """Whether pods serving `model` run the monitor: it has a reference, and it is wanted."""
+    return md.spec.monitoring.enabled and model.spec.artifact.reference is not None
+
+
 def _pod_template(
     md: ModelDeployment, model: Model, track: Track, storage_image: str
 ) -> dict[str, Any]:
@@ -160,7 +175,21 @@ def _pod_template(
         **child_labels("ModelDeployment", _name(md), track=track),
         VERSION_LABEL: str(model.spec.version),
     }
-    source, volumes, mounts = _artifact_source(model)
+    sources = _Sources()
+    args = ["storage-init", sources.local(model.spec.artifact.uri), MODEL_DIR]
+    init_mounts = [{"name": "model", "mountPath": MODEL_DIR}]
+    volumes: list[dict[str, Any]] = [{"name": "model", "emptyDir": {}}]
+    reference = model.spec.artifact.reference if monitored(md, model) else None
+    # Monitored, the monitor takes the port the Service targets and the runtime's is renamed.
+    runtime = _runtime_container(md, model, port_name="runtime" if reference else "http")
+    containers = [runtime]
+    if reference is not None:
+        args += ["--reference", sources.local(reference.uri), "--reference-digest",
+                 reference.digest, "--reference-dir", REFERENCE_DIR]  # fmt: skip
+        init_mounts.append({"name": "reference", "mountPath": REFERENCE_DIR})
+        volumes.append({"name": "reference", "emptyDir": {}})
+        port = runtime["ports"][0]["containerPort"]
+        containers.append(_monitor_container(model, storage_image, runtime_port=port))
     pod: dict[str, Any] = {
         "securityContext": pod_security(),
         "automountServiceAccountToken": spec.service_account_name is not None,
@@ -168,16 +197,16 @@ def _pod_template(
             {
                 "name": "storage-init",
                 "image": storage_image,
-                "args": ["storage-init", source, MODEL_DIR],
+                "args": args,
                 # storage-init writes why it failed; anything else that kills it leaves logs.
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}, *mounts],
+                "volumeMounts": [*init_mounts, *sources.mounts],
                 "securityContext": container_security(),
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
             }
         ],
-        "containers": [_runtime_container(md, model)],
-        "volumes": [{"name": "model", "emptyDir": {}}, *volumes],
+        "containers": containers,
+        "volumes": [*volumes, *sources.volumes],
     }
     if spec.storage.env:
         pod["initContainers"][0]["env"] = [e.wire() for e in spec.storage.env]
@@ -190,18 +219,59 @@ def _pod_template(
     }
 
 
-def _artifact_source(model: Model) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """What storage-init copies from, plus the volume a `pvc://claim/path` needs."""
-    uri = model.spec.artifact.uri
-    if not uri.startswith("pvc://"):
-        return uri, [], []
-    claim, _, path = uri.removeprefix("pvc://").partition("/")
-    volume = {"name": "artifact", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-    mount = {"name": "artifact", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}
-    return f"{PVC_ROOT}/{claim}/{path}", [volume], [mount]
+class _Sources:
+    """Where storage-init reads each file: a URI as is, or a `pvc://claim/path` as the path
+    where that claim is mounted (one read-only volume per claim)."""
+
+    def __init__(self) -> None:
+        self.volumes: list[dict[str, Any]] = []
+        self.mounts: list[dict[str, Any]] = []
+        self._claims: list[str] = []
+
+    def local(self, uri: str) -> str:
+        if not uri.startswith("pvc://"):
+            return uri
+        claim, _, path = uri.removeprefix("pvc://").partition("/")
+        if claim not in self._claims:
+            # The artifact's claim is the volume "artifact"; another (a reference's) gets its own.
+            name = "artifact" if not self._claims else f"artifact-{len(self._claims)}"
+            self._claims.append(claim)
+            self.volumes.append(
+                {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            )
+            self.mounts.append({"name": name, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        return f"{PVC_ROOT}/{claim}/{path}"
 
 
-def _runtime_container(md: ModelDeployment, model: Model) -> dict[str, Any]:
+def _monitor_container(model: Model, image: str, runtime_port: dict[str, Any]) -> dict[str, Any]:
+    """`mlops-operator monitor` on the pod's serving port, passing traffic to the runtime."""
+    health = {"httpGet": {"path": "/healthz", "port": "monitor"}}
+    return {
+        "name": "monitor",
+        "image": image,
+        "args": [
+            *("monitor", "--reference", REFERENCE_PATH),
+            *("--upstream", f"http://127.0.0.1:{runtime_port}"),
+            *("--listen", f"0.0.0.0:{MONITOR_PORT}", "--admin", f"0.0.0.0:{MONITOR_ADMIN_PORT}"),
+        ],
+        "env": [
+            {"name": "MLOPS_MODEL_NAME", "value": model.spec.model_name},
+            {"name": "MLOPS_MODEL_VERSION", "value": str(model.spec.version)},
+        ],
+        "ports": [
+            {"name": "http", "containerPort": MONITOR_PORT},
+            {"name": "monitor", "containerPort": MONITOR_ADMIN_PORT},
+        ],
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 6},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "reference", "mountPath": REFERENCE_DIR, "readOnly": True}],
+        # Counts only: its memory is fixed by the reference's size, not by the traffic.
+        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+    }
+
+
+def _runtime_container(md: ModelDeployment, model: Model, *, port_name: str) -> dict[str, Any]:
     runtime = md.spec.runtime
     env = [
         {"name": "MLOPS_MODEL_NAME", "value": model.spec.model_name},
@@ -239,15 +309,15 @@ def _runtime_container(md: ModelDeployment, model: Model) -> dict[str, Any]:
             container["args"] = list(runtime.args)
         probe_path = None
     container["env"] = env + [e.wire() for e in runtime.env]
-    container["ports"] = [{"name": "http", "containerPort": port}]
+    container["ports"] = [{"name": port_name, "containerPort": port}]
     # A custom image's health path is unknown: an open port is the most we can check.
     check: dict[str, Any] = (
-        {"httpGet": {"path": probe_path, "port": "http"}}
+        {"httpGet": {"path": probe_path, "port": port_name}}
         if probe_path
-        else {"tcpSocket": {"port": "http"}}
+        else {"tcpSocket": {"port": port_name}}
     )
     live: dict[str, Any] = (
-        {"httpGet": {"path": "/v2/health/live", "port": "http"}} if probe_path else check
+        {"httpGet": {"path": "/v2/health/live", "port": port_name}} if probe_path else check
     )
     container["readinessProbe"] = {**check, "periodSeconds": 5, "failureThreshold": 3}
     container["livenessProbe"] = {**live, "periodSeconds": 10, "failureThreshold": 6}

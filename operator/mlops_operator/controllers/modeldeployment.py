@@ -8,7 +8,9 @@ the plan from what exists now.
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -18,8 +20,8 @@ from pydantic import ValidationError
 
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, describe_errors
-from mlops_operator.builders import serving
-from mlops_operator.builders.conditions import set_readiness
+from mlops_operator.builders import drift, serving
+from mlops_operator.builders.conditions import condition, set_condition, set_readiness, without
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.pods import why_not_ready
 from mlops_operator.builders.registry import model_readiness
@@ -32,6 +34,7 @@ from mlops_operator.controllers.common import (
     write_status,
 )
 from mlops_operator.kube import Body, Kube
+from mlops_operator.monitor_client import MonitorError, read_drift
 
 PLURAL = "modeldeployments"
 MD_LABEL = serving.MD_LABEL
@@ -40,6 +43,9 @@ STORAGE_IMAGE = os.environ.get("MLOPS_OPERATOR_IMAGE", "mlops-operator:0.1.0")
 # While a rollout is in progress, look again this often: pauses and deadlines need a clock
 # (readiness itself arrives as Deployment events, so this can be coarse).
 TICK_SECONDS = 5.0
+# How often to see which ModelDeployments are due a drift read (each at its own
+# spec.monitoring.intervalSeconds, from 10 s).
+DRIFT_TICK_SECONDS = 10.0
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -68,6 +74,9 @@ async def deployment_event(
 
 # ModelDeployments with a rollout in progress are looked at every TICK_SECONDS.
 _rollouts = Ticker("rollouts", TICK_SECONDS)
+# Served ModelDeployments, for their drift, and when each was last read (monotonic).
+_drift_reads = Ticker("drift", DRIFT_TICK_SECONDS)
+_last_drift_read: dict[tuple[str, str], float] = {}
 
 
 # What each Model looked like when last seen, as far as choosing a version cares: its own
@@ -140,6 +149,8 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     body = kube.get_custom(PLURAL, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         _rollouts.want((namespace, name), None)
+        _drift_reads.want((namespace, name), None)
+        _last_drift_read.pop((namespace, name), None)
         return
     try:
         md = ModelDeployment.model_validate(body)
@@ -171,6 +182,83 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
             metrics.rolled_back(strategy)
     tick = partial(reconcile, kube, namespace, name) if decided.in_progress else None
     _rollouts.want((namespace, name), tick)
+    _drift_reads.want((namespace, name), partial(_drift_due, kube, namespace, name))
+
+
+def _drift_due(kube: Kube, namespace: str, name: str) -> None:
+    """Queue a drift read once spec.monitoring.intervalSeconds have passed since the last
+    (kept in memory: after a restart every ModelDeployment is read once, soon)."""
+    body = kube.get_custom(PLURAL, namespace, name)
+    if body is None:
+        return
+    interval = ((body.get("spec") or {}).get("monitoring") or {}).get("intervalSeconds", 60)
+    now = time.monotonic()
+    if now - _last_drift_read.get((namespace, name), -math.inf) < interval:
+        return
+    _last_drift_read[(namespace, name)] = now
+    enqueue("ModelDeployment drift", namespace, name, partial(_read_drift, kube, namespace, name))
+
+
+@metrics.reconciled("ModelDeployment")
+def _read_drift(kube: Kube, namespace: str, name: str) -> None:
+    """Read the monitors of the served version's pods; write status.drift and Drifted."""
+    body = kube.get_custom(PLURAL, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        md = ModelDeployment.model_validate(body)
+    except ValidationError:
+        return  # _reconcile says why
+    status = md.status or ModelDeploymentStatus()
+    model_body = kube.get_custom("models", namespace, status.current_model or "")
+    if not md.spec.monitoring.enabled or model_body is None or status.current_version is None:
+        verdict = None
+    else:
+        model = Model.model_validate(model_body)
+        if not serving.monitored(md, model):
+            verdict = drift.no_reference(model.metadata.name or "")
+        else:
+            verdict = _assess(kube, md, status.current_version)
+    before = condition(list(status.conditions), "Drifted")
+    if verdict is None:
+        new = status.model_copy(
+            update={"drift": None, "conditions": without(list(status.conditions), "Drifted")}
+        )
+    else:
+        conditions = set_condition(
+            list(status.conditions), "Drifted", verdict.drifted, verdict.reason,
+            verdict.message, generation=md.metadata.generation, now=datetime.now(UTC),
+        )  # fmt: skip
+        new = status.model_copy(update={"drift": verdict.drift, "conditions": conditions})
+    write_status(kube, PLURAL, body, status.wire(), new.wire())
+    was = before.status if before else None
+    if verdict is not None and verdict.drifted and was != "True":
+        post(body, [Event("Warning", "DriftDetected", verdict.message)])
+    elif was == "True" and (verdict is None or not verdict.drifted):
+        message = verdict.message if verdict else "monitoring is off"
+        post(body, [Event("Normal", "DriftCleared", message)])
+
+
+def _assess(kube: Kube, md: ModelDeployment, version: int) -> drift.Verdict:
+    namespace, name = md.metadata.namespace or "", md.metadata.name or ""
+    selector = f"{MD_LABEL}={name},{serving.TRACK_LABEL}=stable,{serving.VERSION_LABEL}={version}"
+    readings, failures = [], []
+    for pod in kube.list_pods(namespace, selector):
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip or not _pod_ready(pod):
+            continue
+        try:
+            readings.append(
+                read_drift(ip, serving.MONITOR_ADMIN_PORT, md.spec.monitoring.window_seconds)
+            )
+        except MonitorError as err:
+            failures.append(f"pod {pod['metadata']['name']}: {err}")
+    return drift.assess(readings, failures, md.spec.monitoring, version, datetime.now(UTC))
+
+
+def _pod_ready(pod: Body) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _why_not_ready(kube: Kube, md: ModelDeployment, now: datetime) -> str | None:

@@ -177,6 +177,7 @@ def _merge(total: Slot, slot: Slot) -> None:
 def _scored(feature: Feature, live: Histogram) -> dict[str, Any]:
     return {
         "name": feature.name,
+        "reference": feature.counts,
         "counts": live.counts,
         "missing": live.missing,
         "psi": round(drift.psi(feature.counts, live.counts), 6),
