@@ -73,11 +73,18 @@ def test_a_kustomization_is_ready_only_when_our_objects_are_and_a_no_op_commit_w
 ) -> None:
     engine, server = flux
     ns = op_namespace
-    sim = {"sim.mlops.seed.dev/message": report(), "sim.mlops.seed.dev/duration": "6s"}
+    sim = {"sim.mlops.seed.dev/message": report(), "sim.mlops.seed.dev/duration": "25s"}
     run = trainingjob("flux-run", model="flux-iris", sim=sim)
-    work, first = sync(cluster, server, "ready", ns, [run, deployment("flux-web", "flux-iris")])
-
+    objects = [run, deployment("flux-web", "flux-iris")]
+    # Ours first, as they will be in Git: kstatus reads an object the operator has not yet
+    # given a status as Current (docs/gitops.md), and Flux's first health poll may come
+    # before that; applied first, Flux meets them already reporting.
+    apply(cluster, ns, *objects)
     wait_new(cluster, ns, "tj/flux-run", "jsonpath={.status.phase}=Running", 120)
+    wait_new(cluster, ns, "mdep/flux-web", "jsonpath={.status.observedGeneration}=1", 120)
+    work, first = sync(cluster, server, "ready", ns, objects)
+    wait(cluster, NAMESPACE, f"{KS}/ready", "jsonpath={.status.lastAttemptedRevision}", 120)
+    assert get(cluster, ns, "tj", "flux-run")["status"]["phase"] == "Running"
     # Applied, but training: kstatus says InProgress (Reconciling=True), so Flux waits.
     assert ks_ready(cluster, "ready")["status"] != "True", engine.log("kustomize-controller")
 

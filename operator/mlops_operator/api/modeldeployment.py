@@ -248,11 +248,29 @@ class Strategy(ApiModel):
 
 
 FeatureName = Annotated[str, StringConstraints(max_length=128)]
-Psi = Annotated[float, Field(ge=0.001, le=100)]
+Psi = Annotated[float, Field(ge=0, le=100)]
 
 
 class Monitoring(ApiModel):
     """Drift monitoring of the served version against its Model's reference profile."""
+
+    # The API server rounds a fractional `minimum` away (0.001 is checked as 0): the
+    # thresholds' "more than 0" is a rule.
+    rules = (
+        Rule(
+            cel="!has(self.threshold) || self.threshold > 0.0",
+            message="must be more than 0",
+            check=lambda m: m.threshold > 0,
+            field="threshold",
+        ),
+        Rule(
+            cel="!has(self.featureThresholds) || self.featureThresholds.all(k,"
+            " self.featureThresholds[k] > 0.0)",
+            message="every threshold must be more than 0",
+            check=lambda m: all(v > 0 for v in m.feature_thresholds.values()),
+            field="featureThresholds",
+        ),
+    )
 
     enabled: bool = Field(
         default=True,
