@@ -95,7 +95,9 @@ if [[ -f "$bin/.complete" ]]; then
   exit 0
 fi
 
-export CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=mod
+# -s -w drops the linker's DWARF; -dwarf=false stops the compiler making it in the first place
+# (the cold build's largest cost is compiling, and nothing here is run under a debugger).
+export CGO_ENABLED=0 GOWORK=off GOFLAGS='-mod=mod -gcflags=all=-dwarf=false'
 mkdir -p "$bin"
 log() { echo "[build] $*" >&2; }
 buildlog="$cache/logs/build-$component.log"
