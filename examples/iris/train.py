@@ -5,7 +5,9 @@ MLOPS_OUTPUT_URI says where the artifact goes, MLOPS_HPARAMS carries the
 hyperparameters as JSON. It writes `model.joblib` there (the layout MLServer's
 sklearn runtime serves), profiles its training data (`reference.json` beside it, what
 the serving pods' monitor measures drift against) and reports accuracy and the artifact
-through the termination message. Locally:
+through the termination message. It trains on the iris data set, or, when the run has a
+dataset (`MLOPS_DATASET_URI`), on that CSV: a header naming the columns, the class last.
+Locally:
 
     MLOPS_OUTPUT_URI=file:///tmp/iris MLOPS_TERMINATION_LOG=/tmp/iris.report python train.py
 """
@@ -13,10 +15,12 @@ through the termination message. Locally:
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 
 import fsspec
 import joblib
+import numpy as np
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -28,10 +32,23 @@ from mlops_operator.sdk import hparams, profile, report
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
+def load() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The rows, their classes and the feature names: the run's dataset, else iris."""
+    uri = os.environ.get("MLOPS_DATASET_URI")
+    if not uri:
+        x, y = load_iris(return_X_y=True)
+        return x, y, FEATURES
+    with fsspec.open(uri, "rb") as f:
+        text = f.read().decode()
+    header = text.splitlines()[0].split(",")
+    table = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, ndmin=2)
+    return table[:, :-1], table[:, -1].astype(int), header[:-1]
+
+
 def main() -> None:
     params = hparams()
     output_uri = os.environ["MLOPS_OUTPUT_URI"].rstrip("/")
-    x, y = load_iris(return_X_y=True)
+    x, y, features = load()
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.3, random_state=int(params.get("seed", "0")), stratify=y
     )
@@ -53,7 +70,7 @@ def main() -> None:
             "f1": f1_score(y_test, predicted, average="macro"),
         },
         artifact={"uri": artifact_uri, "digest": digest},
-        reference=profile(x_train, model.predict(x_train), feature_names=FEATURES),
+        reference=profile(x_train, model.predict(x_train), feature_names=features),
     )
 
 

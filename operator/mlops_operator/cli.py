@@ -198,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         " inference traffic against the model's reference profile",
     )
     monitor.add_argument("--upstream", required=True, help="the runtime: http://127.0.0.1:PORT")
-    monitor.add_argument("--reference", required=True, help="path of the reference.json")
+    monitor.add_argument(
+        "--reference",
+        help="path of the reference.json (without: requests, errors and latency only)",
+    )
     monitor.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT traffic comes to")
     monitor.add_argument("--admin", default="0.0.0.0:8089", help="HOST:PORT of /metrics, /drift")
     monitor.add_argument("--model", default=os.environ.get("MLOPS_MODEL_NAME", ""))
@@ -302,7 +305,11 @@ def _monitor(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        reference = ReferenceProfile.model_validate_json(Path(args.reference).read_bytes())
+        reference = (
+            ReferenceProfile.model_validate_json(Path(args.reference).read_bytes())
+            if args.reference
+            else None
+        )
         listen, admin = _host_port(args.listen), _host_port(args.admin)
     except (OSError, ValueError) as err:
         print(f"monitor: cannot start: {err}", file=sys.stderr)

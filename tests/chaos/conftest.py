@@ -78,15 +78,23 @@ def record(request: pytest.FixtureRequest) -> Callable[..., None]:
     return write
 
 
-def until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll until `check()` returns something truthy (and return it); fail naming `what`."""
+def until(
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    every: float = 0.5,
+    explain: Callable[[], str] | None = None,
+) -> Any:
+    """Poll until `check()` returns something truthy (and return it); fail naming `what`,
+    with what `explain()` says about the state it was stuck in (CI keeps no logs)."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            detail = f"\n{explain()}" if explain else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(every)
 
 
@@ -125,6 +133,14 @@ class Supervised:
         self._thread.join(timeout=10)
         for replica in self.replicas:
             replica.stop()
+
+    def tails(self, lines: int = 40) -> str:
+        """The end of each replica's log, for a failure message."""
+        return "\n".join(
+            f"--- replica {i} (exits so far: {self.exits}):\n"
+            + "\n".join(r.log().splitlines()[-lines:])
+            for i, r in enumerate(self.replicas)
+        )
 
     def holding(self, identity: str) -> Operator:
         """The replica whose process took the Lease as `identity`."""

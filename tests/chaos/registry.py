@@ -44,6 +44,32 @@ def all_registered(cluster: Cluster, namespace: str, names: list[str]) -> bool:
     return ready >= set(names)
 
 
+def unregistered(cluster: Cluster, namespace: str, names: list[str]) -> str:
+    """Each of these TrainingJobs that is not Ready, with its phase and conditions."""
+    tjs = {tj["metadata"]["name"]: tj for tj in items(cluster, namespace, "tj")}
+    jobs = {j["metadata"]["name"]: j.get("status") or {} for j in items(cluster, namespace, "jobs")}
+    pods = items(cluster, namespace, "pods")
+    lines = []
+    for name in names:
+        st = (tjs.get(name) or {}).get("status") or {}
+        conditions = st.get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            continue
+        said = "; ".join(f"{c['type']}={c['status']} {c.get('reason', '')}" for c in conditions)
+        job = jobs.get(name)
+        ran = [
+            f"{p['metadata']['name']}={(p.get('status') or {}).get('phase')}"
+            for p in pods
+            if (p["metadata"].get("labels") or {}).get("job-name") == name
+        ]
+        lines.append(
+            f"{name}: phase={st.get('phase')} {said} | Job: {job} | pods: {ran}"
+            if name in tjs
+            else f"{name}: gone"
+        )
+    return "not registered:\n" + "\n".join(lines)
+
+
 def assert_registered_once(cluster: Cluster, namespace: str, model: str, names: list[str]) -> None:
     tjs = {tj["metadata"]["name"]: tj for tj in items(cluster, namespace, "tj")}
     ours = [tjs[n] for n in names]

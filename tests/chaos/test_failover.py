@@ -22,7 +22,7 @@ from tests.integration.test_modeldeployment import deployment, model, served_ver
 from tests.k8s import apply, status
 
 from .conftest import LEASE_NAMESPACE, SCALE, Supervised, until
-from .registry import all_registered, assert_registered_once, runs, start_runs
+from .registry import all_registered, assert_registered_once, runs, start_runs, unregistered
 
 CANARY = {
     "type": "Canary",
@@ -132,7 +132,12 @@ def test_the_standby_finishes_what_the_killed_leader_started(
         until(partial(promoted, crds, ns, version), 120, f"version {version} promoted")
         assert served_version(crds, ns, "can") == version
 
-    until(lambda: all_registered(crds, ns, names), 120, "every burst registered")
+    until(
+        lambda: all_registered(crds, ns, names),
+        120,
+        "every burst registered",
+        explain=lambda: unregistered(crds, ns, names) + "\n" + pair.tails(),
+    )
     assert_registered_once(crds, ns, "burst", names)
     assert not history.flaps(), f"a Deployment's spec came back: {history.flaps()}"
     # Each rollout changes the stable Deployment three times (25%, 50%, promoted): no more.

@@ -14,7 +14,7 @@ from tests.fixtures import Cluster, fresh_namespace
 from tests.operators import Operator
 
 from .conftest import PREFIX, SCALE, Supervised, until
-from .registry import all_registered, assert_registered_once, runs, start_runs
+from .registry import all_registered, assert_registered_once, runs, start_runs, unregistered
 
 
 def test_killed_at_random_registers_every_run_exactly_once(
@@ -41,7 +41,12 @@ def test_killed_at_random_registers_every_run_exactly_once(
             if operator.exited() is None:
                 operator.kill()
                 kills += 1
-        until(lambda: all_registered(crds, namespace, names), 300, "every run registered")
+        until(
+            lambda: all_registered(crds, namespace, names),
+            300,
+            "every run registered",
+            explain=lambda: unregistered(crds, namespace, names) + "\n" + supervisor.tails(),
+        )
         settled = time.monotonic() - started
         assert_registered_once(crds, namespace, "churn", names)
         assert kills == SCALE.kills, f"only {kills} kills before every run was done"

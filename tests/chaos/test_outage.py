@@ -20,7 +20,7 @@ from tests.integration.test_modeldeployment import deployment, model, served_ver
 from tests.k8s import apply, items, status
 
 from .conftest import LEASE_NAMESPACE, SCALE, Supervised, until
-from .registry import all_registered, assert_registered_once, runs, start_runs
+from .registry import all_registered, assert_registered_once, runs, start_runs, unregistered
 
 CANARY = {"type": "Canary", "canary": {"steps": [{"weight": 50, "pauseSeconds": 20}]}}
 
@@ -115,8 +115,18 @@ def test_a_stopped_control_plane_loses_nothing(
     leading = time.monotonic() - back
     until(lambda: status(crds, ns, "job", "plain").get("succeeded"), 240, "the plain Job")
     plain = time.monotonic() - back
-    until(lambda: all_registered(crds, ns, names + after), 240, "every run registered")
-    until(lambda: rolled_out(crds, ns, 2), 120, "version 2 promoted")
+    until(
+        lambda: all_registered(crds, ns, names + after),
+        240,
+        "every run registered",
+        explain=lambda: unregistered(crds, ns, names + after) + "\n" + pair.tails(),
+    )
+    until(
+        lambda: rolled_out(crds, ns, 2),
+        120,
+        "version 2 promoted",
+        explain=lambda: f"{status(crds, ns, 'mdep', 'web')}\n{pair.tails()}",
+    )
     converged = time.monotonic() - back
 
     assert_registered_once(crds, ns, "churn", names + after)

@@ -15,11 +15,9 @@ from mlops_operator.api.reference import CategoricalFeature, NumericFeature, Ref
 from mlops_operator.builders import drift
 from mlops_operator.monitoring import v2
 from mlops_operator.monitoring.window import (
-    LATENCY_BOUNDS,
     MAX_WINDOW_SECONDS,
     SLOT_SECONDS,
     Window,
-    percentile,
 )
 from mlops_operator.sdk import profile
 
@@ -185,15 +183,6 @@ def test_missing_and_unknown_values_are_counted_apart() -> None:
     n, c = window.summary(60, 10.0)["features"]
     assert (n["counts"], n["missing"]) == ([0, 1], 2)
     assert (c["counts"], c["missing"]) == ([1, 1], 1)
-
-
-def test_latency_percentiles_interpolate_within_a_bucket() -> None:
-    counts = [0] * (len(LATENCY_BOUNDS) + 1)
-    assert percentile(counts, 0.99) is None
-    counts[LATENCY_BOUNDS.index(0.005)] = 100  # all between 2.5 and 5 ms
-    assert percentile(counts, 0.5) == pytest.approx(0.00375)
-    counts[-1] = 1000  # most above the last bound
-    assert percentile(counts, 0.99) == LATENCY_BOUNDS[-1]
 
 
 # --- the operator's verdict over a version's pods ----------------------------------------

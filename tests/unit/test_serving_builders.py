@@ -12,9 +12,17 @@ import pytest
 from mlops_operator import storage
 from mlops_operator.api import Model, ModelDeployment
 from mlops_operator.builders import serving
+from mlops_operator.builders.analysis import Judgement
 from mlops_operator.builders.pods import why_not_ready
 from mlops_operator.builders.registry import model_readiness, served_by
-from mlops_operator.builders.rollout import Track, plan, resolve, skipped_version, track
+from mlops_operator.builders.rollout import (
+    Track,
+    analysis_due,
+    plan,
+    resolve,
+    skipped_version,
+    track,
+)
 from tests.readiness import summary
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -243,6 +251,85 @@ def test_canary_that_never_gets_ready_is_rolled_back() -> None:
     assert late.stable == (1, 1)
     assert late.status.failed_version == 2
     assert summary(late.status.conditions) == ("Stalled", "RolledBack")
+
+
+ANALYSED = {"strategy": {"type": "Canary", "canary": {
+    "steps": [{"weight": 50, "pauseSeconds": 30}], "analysis": {"minRequests": 10}}},
+    "replicas": 2, "progressDeadlineSeconds": 60}  # fmt: skip
+
+
+def canary_held(spec: dict[str, Any]) -> ModelDeployment:
+    """A canary of version 2 whose step-0 pods have been Ready since NOW."""
+    step0 = plan(md(serving_status(1), **spec), model(2), "r", ready(1, 2), Track(), NOW)
+    held = plan(md(step0.status.wire(), **spec), model(2), "r", ready(1), ready(2), NOW)
+    return md(held.status.wire(), **spec)
+
+
+def test_an_analysed_step_asks_for_its_window_only_once_paused() -> None:
+    held = canary_held(ANALYSED)
+    assert analysis_due(held, NOW + timedelta(seconds=29)) is None, "still in its pause"
+    due = analysis_due(held, NOW + timedelta(seconds=41.5))
+    assert due is not None
+    assert (due.version, due.window_seconds) == (2, 42)
+    plain = {**ANALYSED, "strategy": {"type": "Canary", "canary": {"steps": [{"weight": 50}]}}}
+    assert analysis_due(canary_held(plain), NOW + timedelta(seconds=99)) is None
+
+
+def test_a_passed_analysis_advances_and_says_its_numbers() -> None:
+    later = NOW + timedelta(seconds=31)
+    passed = Judgement("Passed", "error rate 0 (stable 0); p99 4 ms")
+    step = plan(canary_held(ANALYSED), model(2), "r", ready(1), ready(2), later, None, passed)
+    assert step.status.canary is not None
+    assert step.status.canary.weight == 100, "promoting"
+    said = [e for e in step.events if e.reason == "AnalysisPassed"]
+    assert said
+    assert "step 1 of 1 (50%): error rate 0 (stable 0)" in said[0].message
+
+
+def test_a_waiting_analysis_holds_the_step_then_fails_past_the_deadline() -> None:
+    held = canary_held(ANALYSED)
+    waiting = Judgement("Waiting", "3 of the 10 requests needed reached the canary")
+    hold = plan(held, model(2), "r", ready(1), ready(2), NOW + timedelta(seconds=31), None, waiting)
+    assert hold.canary == (2, 1)
+    assert hold.status.canary is not None
+    assert hold.status.canary.step == 0, "not advanced"
+    progressing = next(c for c in hold.status.conditions if c.type == "Progressing")
+    assert "analysis waiting: 3 of the 10 requests" in progressing.message
+    # Not read at all (the controller had no window) counts as waiting, not as a pass.
+    unread = plan(held, model(2), "r", ready(1), ready(2), NOW + timedelta(seconds=31))
+    assert unread.status.canary is not None
+    assert unread.status.canary.step == 0
+    # Pause 30 s + deadline 60 s: a canary that could not be judged is not promoted.
+    late = NOW + timedelta(seconds=91)
+    gave_up = plan(held, model(2), "r", ready(1), ready(2), late, None, waiting)
+    assert gave_up.canary is None
+    assert gave_up.stable == (1, 2)
+    assert summary(gave_up.status.conditions) == ("Stalled", "AnalysisFailed")
+    assert "still waiting after 60s: 3 of the 10" in gave_up.status.history[0].message
+
+
+def test_a_failed_analysis_rolls_back_with_its_numbers_in_the_history() -> None:
+    failed = Judgement("Failed", "error rate 0.4 > 0.05 (maxErrorRate) (120 canary requests)")
+    later = NOW + timedelta(seconds=31)
+    back = plan(canary_held(ANALYSED), model(2), "r", ready(1), ready(2), later, None, failed)
+    assert back.canary is None
+    assert back.stable == (1, 2)
+    assert back.status.failed_version == 2
+    assert summary(back.status.conditions) == ("Stalled", "AnalysisFailed")
+    degraded = next(c for c in back.status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "AnalysisFailed")
+    record = back.status.history[0]
+    assert (record.version, record.outcome) == (2, "RolledBack")
+    assert record.message == (
+        "analysis failed at step 1 of 1 (50%): error rate 0.4 > 0.05 (maxErrorRate)"
+        " (120 canary requests); rolled back to version 1"
+    )
+    assert [e.reason for e in back.events] == ["AnalysisFailed"]
+    # Afterwards the old version serves, still Stalled for the same reason, and version 2
+    # is skipped until the spec changes.
+    after = plan(md(back.status.wire(), **ANALYSED), model(1), "r", ready(1, 2), Track(), later)
+    assert summary(after.status.conditions) == ("Stalled", "AnalysisFailed")
+    assert skipped_version(md(back.status.wire(), **ANALYSED)) == 2
 
 
 def test_a_newer_target_supersedes_the_rollout_in_flight() -> None:
@@ -504,6 +591,15 @@ def test_no_monitor_without_a_reference_or_when_it_is_turned_off() -> None:
         assert [c["name"] for c in pod["containers"]] == ["runtime"]
         assert pod["containers"][0]["ports"][0]["name"] == "http"
         assert "--reference" not in pod["initContainers"][0]["args"]
+
+
+def test_a_canary_analysis_puts_the_monitor_in_front_even_without_a_reference() -> None:
+    pod = pod_of(md(**ANALYSED), model(3))
+    runtime, monitor = pod["containers"]
+    assert monitor["args"][:2] == ["monitor", "--upstream"], "no --reference to read"
+    assert "volumeMounts" not in monitor
+    assert runtime["ports"][0]["name"] == "runtime"
+    assert "--reference" not in pod["initContainers"][0]["args"]
 
 
 def test_a_reference_on_another_claim_gets_its_own_read_only_volume() -> None:

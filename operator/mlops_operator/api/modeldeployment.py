@@ -200,6 +200,60 @@ class CanaryStep(ApiModel):
     )
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+FeatureName = Annotated[str, StringConstraints(max_length=128)]
+Psi = Annotated[float, Field(ge=0, le=100)]
+
+
+class Analysis(ApiModel):
+    """What the canary must show, at the end of every step's pause, before it advances: read
+    from the monitors in both versions' pods, over the traffic since the step's pods were
+    Ready. Failing, the canary is rolled back (reason AnalysisFailed)."""
+
+    min_requests: int = Field(
+        default=50,
+        ge=1,
+        le=10_000_000,
+        description="Requests the canary must have answered in the step before it is judged;"
+        " until then the step waits, for at most progressDeadlineSeconds after its pause.",
+    )
+    max_error_rate: Share = Field(
+        default=0.05,
+        strict=False,
+        description="Largest share of the canary's requests answered with a 5xx status.",
+    )
+    error_rate_margin: Share = Field(
+        default=0.01,
+        strict=False,
+        description="How far the canary's error rate may exceed the stable version's.",
+    )
+    max_latency_p99_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=600_000,
+        description="Largest p99 latency of the canary, in milliseconds (none: no limit).",
+    )
+    latency_margin_percent: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="How far the canary's p99 latency may exceed the stable version's, in"
+        " percent (differences under 5 ms never count: the histogram's resolution).",
+    )
+    max_drift: Psi | None = Field(
+        default=None,
+        strict=False,
+        description="Largest PSI of any canary feature against its own Model's reference"
+        " (default: spec.monitoring.threshold). Judged with spec.monitoring.minSamples rows"
+        " and a reference on each version; otherwise reported, not judged.",
+    )
+    drift_margin: Psi = Field(
+        default=0.1,
+        strict=False,
+        description="How far the canary's highest feature PSI may exceed the stable version's.",
+    )
+
+
 class Canary(ApiModel):
     """Shift to the new version in weighted steps, then promote it."""
 
@@ -217,6 +271,11 @@ class Canary(ApiModel):
 
     steps: list[CanaryStep] = Field(
         min_length=1, max_length=10, description="The steps, in order; then full promotion."
+    )
+    analysis: Analysis | None = Field(
+        default=None,
+        description="Checks of the canary's error rate, latency and drift that every step"
+        " must pass before it advances (none: a step advances once Ready and paused).",
     )
 
 
@@ -247,10 +306,6 @@ class Strategy(ApiModel):
     canary: Canary | None = Field(default=None, description="Settings of Canary.")
 
 
-FeatureName = Annotated[str, StringConstraints(max_length=128)]
-Psi = Annotated[float, Field(ge=0, le=100)]
-
-
 class Monitoring(ApiModel):
     """Drift monitoring of the served version against its Model's reference profile."""
 
@@ -275,7 +330,8 @@ class Monitoring(ApiModel):
     enabled: bool = Field(
         default=True,
         description="Put the monitor in front of the runtime when the served Model has a"
-        " reference profile (`spec.artifact.reference`); false: never.",
+        " reference profile (`spec.artifact.reference`) or the canary has an analysis;"
+        " false: never.",
     )
     window_seconds: int = Field(
         default=600, ge=60, le=3600, description="Traffic of the last this many seconds is scored."
@@ -311,6 +367,18 @@ class ModelDeploymentSpec(ApiModel):
             message="set replicas or autoscaling, not both",
             check=lambda s: s.replicas is None or s.autoscaling is None,
             field="replicas",
+        ),
+        Rule(
+            cel="!has(self.strategy) || !has(self.strategy.canary)"
+            " || !has(self.strategy.canary.analysis)"
+            " || !has(self.monitoring) || !has(self.monitoring.enabled) || self.monitoring.enabled",
+            message="canary analysis reads the serving monitors: it needs monitoring enabled",
+            check=lambda s: (
+                s.strategy.canary is None
+                or s.strategy.canary.analysis is None
+                or s.monitoring.enabled
+            ),
+            field="monitoring.enabled",
         ),
     )
 

@@ -94,12 +94,12 @@ def assess(
     scored = [
         _scored(name, ref, live, monitoring.feature_thresholds.get(name, monitoring.threshold))
         for name, ref, live in (
-            _summed([r["features"][i] for r in readings]) for i in range(len(first["features"]))
+            summed([r["features"][i] for r in readings]) for i in range(len(first["features"]))
         )
     ]
     predictions = None
     if all("predictions" in r for r in readings):
-        predictions = _scored(*_summed([r["predictions"] for r in readings]), None)
+        predictions = _scored(*summed([r["predictions"] for r in readings]), None)
     samples = sum(int(r["samples"]) for r in readings)
     drift = DriftStatus(
         version=version,
@@ -135,7 +135,7 @@ def assess(
     )
 
 
-def _summed(entries: list[dict[str, Any]]) -> tuple[str, list[int], list[int]]:
+def summed(entries: list[dict[str, Any]]) -> tuple[str, list[int], list[int]]:
     """One feature as each pod read it: its name, reference counts, live counts summed."""
     first = entries[0]
     total = [0] * len(first["reference"])

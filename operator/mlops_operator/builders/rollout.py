@@ -7,6 +7,7 @@ dependent takes `now`, so every branch is reachable from a unit test.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,11 +20,14 @@ from mlops_operator.api.modeldeployment import (
     ModelChoice,
     RolloutRecord,
 )
+from mlops_operator.builders.analysis import Judgement
 from mlops_operator.builders.conditions import Readiness, condition, set_condition, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.serving import VERSION_LABEL, split_replicas, total_replicas
 
 HISTORY_LIMIT = 10
+# Degraded's reasons after a rollback: the old version serves, the new one is skipped.
+ROLLBACK_REASONS = frozenset({"RolledBack", "AnalysisFailed"})
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,28 @@ def skipped_version(md: ModelDeployment) -> int | None:
     return status.failed_version
 
 
+@dataclass(frozen=True)
+class AnalysisDue:
+    """A canary step past its pause, with an analysis to pass: read these windows."""
+
+    version: int  # the canary's
+    window_seconds: int  # since the step's pods were Ready
+
+
+def analysis_due(md: ModelDeployment, now: datetime) -> AnalysisDue | None:
+    """Whether `plan` will want a Judgement now: the controller reads the monitors only then."""
+    canary = md.spec.strategy.canary
+    state = md.status.canary if md.status else None
+    if canary is None or canary.analysis is None or state is None:
+        return None
+    if state.step >= len(canary.steps) or state.step_started_at is None:
+        return None
+    held = (now - state.step_started_at).total_seconds()
+    if held < canary.steps[state.step].pause_seconds:
+        return None
+    return AnalysisDue(state.version, max(10, math.ceil(held)))
+
+
 # --- the rollout -----------------------------------------------------------------------
 
 
@@ -179,12 +205,14 @@ def plan(
     canary: Track,
     now: datetime,
     why_not_ready: str | None = None,
+    judgement: Judgement | None = None,
 ) -> Plan:
     """`why_not_ready`: what the new version's pods say keeps them from being Ready (see
-    `pods.why_not_ready`), for the message of a rollout that passed its deadline."""
+    `pods.why_not_ready`), for the message of a rollout that passed its deadline.
+    `judgement`: the canary analysis, when `analysis_due` said it is wanted."""
     previous = md.status or ModelDeploymentStatus()
     current = previous.current_version
-    planner = _Planner(md, previous, target, reason, stable, canary, now, why_not_ready)
+    planner = _Planner(md, previous, target, reason, stable, canary, now, why_not_ready, judgement)
     if target is None and current is None:
         return planner.nothing_to_serve()
     if current is None:
@@ -206,6 +234,7 @@ class _Planner:
     canary: Track
     now: datetime
     why_not_ready: str | None = None
+    judgement: Judgement | None = None
     events: list[Event] = field(default_factory=list)
 
     # -- outcomes
@@ -243,7 +272,7 @@ class _Planner:
         if skipped_version(self.md) is not None and degraded is not None:
             # Rolled back: the old version serves, but what was asked for is not; someone
             # must act (fix the model, pin a version), or a newer version must come.
-            state, reason, message = "Stalled", "RolledBack", degraded.message
+            state, reason, message = "Stalled", degraded.reason, degraded.message
         status = self._status(ready=(state, reason, message), history=history, canary=None)
         status = self._set(status, "Progressing", False, "RolloutComplete", f"serving {current}")
         return Plan((current, self._replicas()), None, status, self.events)
@@ -291,13 +320,24 @@ class _Planner:
             state = state.model_copy(update={"step_started_at": self.now})
             message = f"version {version} Ready at {state.weight}% of the replicas"
             self.events.append(Event("Normal", "CanaryStep", message))
+        waiting = ""  # what the step's analysis waits for
         if ready_now and state.step_started_at is not None:
             held = (self.now - state.step_started_at).total_seconds()
-            if held >= steps[state.step].pause_seconds:
-                step = state.step + 1
-                weight = steps[step].weight if step < len(steps) else 100
-                state = CanaryStatus(version=version, step=step, weight=weight)
-                return self._replan_with(state, history)
+            pause = steps[state.step].pause_seconds
+            if held >= pause:
+                at = f"step {state.step + 1} of {len(steps)} ({state.weight}%)"
+                verdict = self._analysis(version, at, held - pause)
+                if verdict is not None and verdict.outcome == "Failed":
+                    return self._rolled_back(
+                        version, history, "AnalysisFailed", f"analysis failed at {at}: "
+                        f"{verdict.message}"
+                    )  # fmt: skip
+                if verdict is None or verdict.outcome == "Passed":
+                    step = state.step + 1
+                    weight = steps[step].weight if step < len(steps) else 100
+                    state = CanaryStatus(version=version, step=step, weight=weight)
+                    return self._replan_with(state, history)
+                waiting = f"; analysis waiting: {verdict.message}"
         late = not proven and self._deadline_passed(history[0])
         if late and self.md.spec.auto_rollback:
             return self._rolled_back(version, history)
@@ -307,11 +347,28 @@ class _Planner:
             canary=state,
         )
         message = f"canary {version}: step {state.step + 1} of {len(steps)}, {state.weight}%"
-        status = self._set(status, "Progressing", True, "Canary", message)
+        status = self._set(status, "Progressing", True, "Canary", message + waiting)
         if late:
             status = self._deadline_exceeded(status, version, "autoRollback is off")
         stable = (current, None if self.md.spec.autoscaling else stable_replicas)
         return Plan(stable, (version, canary_replicas), status, self.events)
+
+    def _analysis(self, version: int, at: str, waited: float) -> Judgement | None:
+        """The step's analysis verdict; None when it has none (the step advances). Too
+        little traffic for longer than the progress deadline fails it: a canary that
+        cannot be judged is not promoted."""
+        canary = self.md.spec.strategy.canary
+        if canary is None or canary.analysis is None:
+            return None
+        verdict = self.judgement or Judgement("Waiting", "the monitors were not read")
+        if verdict.outcome == "Waiting" and waited > self._deadline():
+            message = f"still waiting after {self._deadline()}s: {verdict.message}"
+            return Judgement("Failed", message)
+        if verdict.outcome == "Passed":
+            self.events.append(
+                Event("Normal", "AnalysisPassed", f"canary {version} at {at}: {verdict.message}")
+            )
+        return verdict
 
     def _replan_with(self, state: CanaryStatus, history: list[RolloutRecord]) -> Plan:
         """Advance one step now: the next step's replicas are what to apply."""
@@ -340,22 +397,28 @@ class _Planner:
         status = self._set(status, "Degraded", False, "AsExpected", "the last rollout succeeded")
         return Plan((version, self._replicas()), None, status, self.events)
 
-    def _rolled_back(self, version: int, history: list[RolloutRecord]) -> Plan:
+    def _rolled_back(
+        self,
+        version: int,
+        history: list[RolloutRecord],
+        reason: str = "RolledBack",
+        why: str | None = None,
+    ) -> Plan:
+        """Back to the served version: the new one was not Ready in time, or (`why`, reason
+        AnalysisFailed) its canary failed an analysis."""
         current = self.previous.current_version
-        message = (
-            f"version {version} was not Ready within {self._deadline()}s{self._why()};"
-            f" rolled back to version {current}"
-        )
+        why = why or f"version {version} was not Ready within {self._deadline()}s{self._why()}"
+        message = f"{why}; rolled back to version {current}"
         history[0] = self._close(history[0], "RolledBack", message)
-        self.events.append(Event("Warning", "RolledBack", message))
+        self.events.append(Event("Warning", reason, message[:1024]))
         status = self._status(
-            ready=("Stalled", "RolledBack", message),
+            ready=("Stalled", reason, message),
             history=history,
             canary=None,
             failed_version=version,
         )
-        status = self._set(status, "Progressing", False, "RolledBack", message)
-        status = self._set(status, "Degraded", True, "RolledBack", message)
+        status = self._set(status, "Progressing", False, reason, message)
+        status = self._set(status, "Degraded", True, reason, message)
         assert current is not None
         return Plan((current, self._replicas()), None, status, self.events)
 
@@ -414,7 +477,7 @@ class _Planner:
             }
         )
         degraded = condition(status.conditions, "Degraded")
-        rolled_back = degraded is not None and degraded.reason == "RolledBack"
+        rolled_back = degraded is not None and degraded.reason in ROLLBACK_REASONS
         if rolled_back and skipped_version(self.md) is None and "failed_version" not in updates:
             # A new generation forgives the rolled-back version.
             status = status.model_copy(update={"failed_version": None})

@@ -162,8 +162,11 @@ def _child(
 
 
 def monitored(md: ModelDeployment, model: Model) -> bool:
-    """Whether pods serving `model` run the monitor: it has a reference, and it is wanted."""
-    return md.spec.monitoring.enabled and model.spec.artifact.reference is not None
+    """Whether pods serving `model` run the monitor: it is wanted, and there is something
+    to judge (drift against the Model's reference, or the canary analysis's traffic)."""
+    canary = md.spec.strategy.canary
+    analysed = canary is not None and canary.analysis is not None
+    return md.spec.monitoring.enabled and (model.spec.artifact.reference is not None or analysed)
 
 
 def _pod_template(
@@ -179,17 +182,21 @@ def _pod_template(
     args = ["storage-init", sources.local(model.spec.artifact.uri), MODEL_DIR]
     init_mounts = [{"name": "model", "mountPath": MODEL_DIR}]
     volumes: list[dict[str, Any]] = [{"name": "model", "emptyDir": {}}]
-    reference = model.spec.artifact.reference if monitored(md, model) else None
+    watched = monitored(md, model)
+    reference = model.spec.artifact.reference if watched else None
     # Monitored, the monitor takes the port the Service targets and the runtime's is renamed.
-    runtime = _runtime_container(md, model, port_name="runtime" if reference else "http")
+    runtime = _runtime_container(md, model, port_name="runtime" if watched else "http")
     containers = [runtime]
     if reference is not None:
         args += ["--reference", sources.local(reference.uri), "--reference-digest",
                  reference.digest, "--reference-dir", REFERENCE_DIR]  # fmt: skip
         init_mounts.append({"name": "reference", "mountPath": REFERENCE_DIR})
         volumes.append({"name": "reference", "emptyDir": {}})
+    if watched:
         port = runtime["ports"][0]["containerPort"]
-        containers.append(_monitor_container(model, storage_image, runtime_port=port))
+        containers.append(
+            _monitor_container(model, storage_image, runtime_port=port, reference=bool(reference))
+        )
     pod: dict[str, Any] = {
         "securityContext": pod_security(),
         "automountServiceAccountToken": spec.service_account_name is not None,
@@ -243,14 +250,18 @@ class _Sources:
         return f"{PVC_ROOT}/{claim}/{path}"
 
 
-def _monitor_container(model: Model, image: str, runtime_port: dict[str, Any]) -> dict[str, Any]:
-    """`mlops-operator monitor` on the pod's serving port, passing traffic to the runtime."""
+def _monitor_container(
+    model: Model, image: str, runtime_port: int, *, reference: bool
+) -> dict[str, Any]:
+    """`mlops-operator monitor` on the pod's serving port, passing traffic to the runtime
+    (without a reference it counts requests, errors and latency only)."""
     health = {"httpGet": {"path": "/healthz", "port": "monitor"}}
-    return {
+    container: dict[str, Any] = {
         "name": "monitor",
         "image": image,
         "args": [
-            *("monitor", "--reference", REFERENCE_PATH),
+            "monitor",
+            *(("--reference", REFERENCE_PATH) if reference else ()),
             *("--upstream", f"http://127.0.0.1:{runtime_port}"),
             *("--listen", f"0.0.0.0:{MONITOR_PORT}", "--admin", f"0.0.0.0:{MONITOR_ADMIN_PORT}"),
         ],
@@ -265,10 +276,14 @@ def _monitor_container(model: Model, image: str, runtime_port: dict[str, Any]) -
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 6},
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "reference", "mountPath": REFERENCE_DIR, "readOnly": True}],
         # Counts only: its memory is fixed by the reference's size, not by the traffic.
         "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
     }
+    if reference:
+        container["volumeMounts"] = [
+            {"name": "reference", "mountPath": REFERENCE_DIR, "readOnly": True}
+        ]
+    return container
 
 
 def _runtime_container(md: ModelDeployment, model: Model, *, port_name: str) -> dict[str, Any]:

@@ -20,12 +20,20 @@ from pydantic import ValidationError
 
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, describe_errors
-from mlops_operator.builders import drift, serving
+from mlops_operator.builders import analysis, drift, serving
 from mlops_operator.builders.conditions import condition, set_condition, set_readiness, without
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.pods import why_not_ready
 from mlops_operator.builders.registry import model_readiness
-from mlops_operator.builders.rollout import Plan, plan, resolve, skipped_version, track
+from mlops_operator.builders.rollout import (
+    AnalysisDue,
+    Plan,
+    analysis_due,
+    plan,
+    resolve,
+    skipped_version,
+    track,
+)
 from mlops_operator.controllers import model as model_controller
 from mlops_operator.controllers.common import (
     Ticker,
@@ -164,7 +172,11 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     stable = track(kube.get_deployment(namespace, serving.deployment_name(md, "stable"), MD_LABEL))
     canary = track(kube.get_deployment(namespace, serving.deployment_name(md, "canary"), MD_LABEL))
     now = datetime.now(UTC)
-    decided = plan(md, target, reason, stable, canary, now, _why_not_ready(kube, md, now))
+    due = analysis_due(md, now)
+    judgement = _analyse(kube, md, due) if due else None
+    decided = plan(
+        md, target, reason, stable, canary, now, _why_not_ready(kube, md, now), judgement
+    )
     _apply(kube, md, decided, {m.spec.version: m for m in models}, canary_exists=canary.exists)
     decided_status = decided.status.model_copy(update={"url": serving.url(md)})
     write_status(kube, PLURAL, body, status.wire(), decided_status.wire())
@@ -178,7 +190,7 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     for event in decided.events:
         if event.reason == "RolloutStarted":
             metrics.rollout_started(strategy)
-        elif event.reason == "RolledBack":
+        elif event.reason in ("RolledBack", "AnalysisFailed"):
             metrics.rolled_back(strategy)
     tick = partial(reconcile, kube, namespace, name) if decided.in_progress else None
     _rollouts.want((namespace, name), tick)
@@ -215,7 +227,7 @@ def _read_drift(kube: Kube, namespace: str, name: str) -> None:
         verdict = None
     else:
         model = Model.model_validate(model_body)
-        if not serving.monitored(md, model):
+        if model.spec.artifact.reference is None:
             verdict = drift.no_reference(model.metadata.name or "")
         else:
             verdict = _assess(kube, md, status.current_version)
@@ -240,20 +252,47 @@ def _read_drift(kube: Kube, namespace: str, name: str) -> None:
 
 
 def _assess(kube: Kube, md: ModelDeployment, version: int) -> drift.Verdict:
+    window = md.spec.monitoring.window_seconds
+    readings, failures = _windows(kube, md, "stable", version, window)
+    return drift.assess(readings, failures, md.spec.monitoring, version, datetime.now(UTC))
+
+
+def _analyse(kube: Kube, md: ModelDeployment, due: AnalysisDue) -> analysis.Judgement:
+    """The canary analysis: both versions' monitors over the step's traffic."""
+    canary = md.spec.strategy.canary
+    assert canary is not None
+    assert canary.analysis is not None
+    current = md.status.current_version if md.status else None
+    seconds = due.window_seconds
+    canary_readings, _ = _windows(kube, md, "canary", due.version, seconds)
+    stable_readings, _ = _windows(kube, md, "stable", current, seconds) if current else ([], [])
+    return analysis.judge(
+        canary.analysis,
+        md.spec.monitoring,
+        analysis.traffic(canary_readings),
+        analysis.traffic(stable_readings),
+        seconds,
+    )
+
+
+def _windows(
+    kube: Kube, md: ModelDeployment, track_name: str, version: int, seconds: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The /drift windows of the Ready pods of one track and version, and why any failed."""
     namespace, name = md.metadata.namespace or "", md.metadata.name or ""
-    selector = f"{MD_LABEL}={name},{serving.TRACK_LABEL}=stable,{serving.VERSION_LABEL}={version}"
+    selector = (
+        f"{MD_LABEL}={name},{serving.TRACK_LABEL}={track_name},{serving.VERSION_LABEL}={version}"
+    )
     readings, failures = [], []
     for pod in kube.list_pods(namespace, selector):
         ip = (pod.get("status") or {}).get("podIP")
         if not ip or not _pod_ready(pod):
             continue
         try:
-            readings.append(
-                read_drift(ip, serving.MONITOR_ADMIN_PORT, md.spec.monitoring.window_seconds)
-            )
+            readings.append(read_drift(ip, serving.MONITOR_ADMIN_PORT, seconds))
         except MonitorError as err:
             failures.append(f"pod {pod['metadata']['name']}: {err}")
-    return drift.assess(readings, failures, md.spec.monitoring, version, datetime.now(UTC))
+    return readings, failures
 
 
 def _pod_ready(pod: Body) -> bool:

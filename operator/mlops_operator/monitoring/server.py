@@ -48,7 +48,7 @@ MAX_BODY = 256 * 1024 * 1024
 @dataclass(frozen=True)
 class Settings:
     upstream: str  # http://127.0.0.1:PORT, the runtime
-    reference: ReferenceProfile
+    reference: ReferenceProfile | None  # None: requests, errors and latency only
     model: str = ""
     version: str = ""
     upstream_timeout: float = 60.0
@@ -57,7 +57,7 @@ class Settings:
 class Metrics:
     """The monitor's Prometheus series (docs/metrics.md, "The serving monitor")."""
 
-    def __init__(self, reference: ReferenceProfile) -> None:
+    def __init__(self, reference: ReferenceProfile | None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -89,9 +89,9 @@ class Metrics:
         self._features = [
             [self.bins.labels(f.name, str(i)) for i in range(len(f.counts))]
             + [self.bins.labels(f.name, "missing")]
-            for f in reference.features
+            for f in (reference.features if reference else [])
         ]
-        p = reference.predictions
+        p = reference.predictions if reference else None
         self._predictions = (
             [self.predictions.labels(str(i)) for i in range(len(p.counts))]
             + [self.predictions.labels("missing")]
@@ -161,12 +161,12 @@ class Monitor:
         self.metrics.latency.observe(elapsed)
         if request.method == "POST" and v2.infer_path(request.path):
             self.window.record_request(seconds=elapsed, error=error, now=now)
-            if response.status < 300:
-                # After the answer is on its way: the caller never waits for the counting.
-                asyncio.get_running_loop().call_soon(self._observe, body, answer, now)
-            else:  # what the runtime refused is not what it served
+            if response.status >= 300:  # what the runtime refused is not what it served
                 self.window.record_unparsed(now)
                 self.metrics.unparsed.labels(v2.REJECTED).inc()
+            elif self.settings.reference is not None:  # else: nothing to bin against
+                # After the answer is on its way: the caller never waits for the counting.
+                asyncio.get_running_loop().call_soon(self._observe, body, answer, now)
         return response
 
     def _observe(self, body: bytes, answer: bytes, now: float) -> None:
@@ -194,7 +194,7 @@ class Monitor:
         summary |= {
             "model": self.settings.model,
             "version": self.settings.version,
-            "referenceRows": self.settings.reference.rows,
+            "referenceRows": self.settings.reference.rows if self.settings.reference else 0,
             "maxWindowSeconds": MAX_WINDOW_SECONDS,
         }
         return web.json_response(summary)

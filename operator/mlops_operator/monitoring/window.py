@@ -48,9 +48,13 @@ class Slot:
 
 
 class Window:
-    def __init__(self, reference: ReferenceProfile) -> None:
-        self.reference = reference
-        self.names = [f.name for f in reference.features]
+    """`reference` None: requests, errors and latency only (a canary analysis without a
+    reference profile)."""
+
+    def __init__(self, reference: ReferenceProfile | None) -> None:
+        self.features: list[Feature] = list(reference.features) if reference else []
+        self.predictions: Feature | None = reference.predictions if reference else None
+        self.names = [f.name for f in self.features]
         self._slots: deque[Slot] = deque()
 
     def record_request(self, *, seconds: float, error: bool, now: float) -> None:
@@ -69,14 +73,11 @@ class Window:
         (feature by feature, then the predictions), for the per-bin counters."""
         slot = self._slot(now)
         binned: list[list[int | None]] = []
-        for feature, values, histogram in zip(
-            self.reference.features, columns, slot.features, strict=True
-        ):
+        for feature, values, histogram in zip(self.features, columns, slot.features, strict=True):
             binned.append(_count(feature, values, histogram))
         slot.samples += len(columns[0]) if columns else 0
-        reference_predictions = self.reference.predictions
-        if predictions is not None and reference_predictions and slot.predictions:
-            binned.append(_count(reference_predictions, predictions, slot.predictions))
+        if predictions is not None and self.predictions and slot.predictions:
+            binned.append(_count(self.predictions, predictions, slot.predictions))
         return binned
 
     def summary(self, seconds: int, now: float) -> dict[str, Any]:
@@ -87,7 +88,6 @@ class Window:
         for slot in self._slots:
             if slot.index >= first:
                 _merge(total, slot)
-        reference = self.reference
         result: dict[str, Any] = {
             "windowSeconds": seconds,
             "requests": total.requests,
@@ -95,12 +95,10 @@ class Window:
             "unparsed": total.unparsed,
             "samples": total.samples,
             "latency": {"bounds": list(LATENCY_BOUNDS), "counts": total.latency},
-            "features": [
-                _scored(f, h) for f, h in zip(reference.features, total.features, strict=True)
-            ],
+            "features": [_scored(f, h) for f, h in zip(self.features, total.features, strict=True)],
         }
-        if reference.predictions and total.predictions:
-            result["predictions"] = _scored(reference.predictions, total.predictions)
+        if self.predictions and total.predictions:
+            result["predictions"] = _scored(self.predictions, total.predictions)
         return result
 
     def _slot(self, now: float) -> Slot:
@@ -113,32 +111,11 @@ class Window:
         return self._slots[-1]
 
     def _empty(self, index: int) -> Slot:
-        reference = self.reference
         return Slot(
             index=index,
-            features=[Histogram([0] * len(f.counts)) for f in reference.features],
-            predictions=Histogram([0] * len(reference.predictions.counts))
-            if reference.predictions
-            else None,
+            features=[Histogram([0] * len(f.counts)) for f in self.features],
+            predictions=Histogram([0] * len(self.predictions.counts)) if self.predictions else None,
         )
-
-
-def percentile(latency: Sequence[int], q: float) -> float | None:
-    """The q-quantile (0..1) of a latency histogram over LATENCY_BOUNDS, interpolated
-    within its bucket as Prometheus's histogram_quantile does; None when it is empty."""
-    total = sum(latency)
-    if not total:
-        return None
-    rank = q * total
-    seen = 0
-    for i, count in enumerate(latency):
-        if seen + count >= rank and count:
-            if i == len(LATENCY_BOUNDS):  # above the last bound: that bound is all we know
-                return LATENCY_BOUNDS[-1]
-            low = LATENCY_BOUNDS[i - 1] if i else 0.0
-            return low + (LATENCY_BOUNDS[i] - low) * (rank - seen) / count
-        seen += count
-    return LATENCY_BOUNDS[-1]
 
 
 def _index(now: float) -> int:
