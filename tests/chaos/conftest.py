@@ -8,19 +8,20 @@ of docs/reliability.md. They run last in a session: they stop the API server and
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures import ROOT, Cluster, fresh_namespace
+from tests.measured import Measured
 from tests.operators import Operator
 
 PREFIX = "ch"  # the namespaces the fault tests' operators watch
@@ -53,29 +54,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = [i for i in items if i not in chaos] + chaos
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    RESULTS.unlink(missing_ok=True)
+MEASURED = Measured(RESULTS, "fault tests: what was measured")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not RESULTS.exists():
-        return
-    terminalreporter.section("fault tests: what was measured")
-    for line in RESULTS.read_text().splitlines():
-        terminalreporter.write_line(line)
+    MEASURED.report(terminalreporter)
 
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Write a test's figures to RESULTS (and the session's summary), one JSON line each."""
-
-    def write(**figures: Any) -> None:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        line = {"test": request.node.name, "scale": "full" if SCALE is FULL else "ci", **figures}
-        with RESULTS.open("a") as out:
-            out.write(json.dumps(line) + "\n")
-
-    return write
+    scale = "full" if SCALE is FULL else "ci"
+    return partial(MEASURED.write, request.node.name, scale=scale)
 
 
 def until(

@@ -13,105 +13,28 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 import pytest
-import yaml
 from sklearn.datasets import load_iris
 
 from mlops_operator.api.report import parse_report
+from tests.e2e.realnode import (
+    HPARAMS,
+    ON_REAL_NODE,
+    RELEASE,
+    S3_ENV,
+    TRAIN,
+    apply,
+    kubectl_json,
+    predict_in_cluster,
+    trainingjob,
+    wait,
+)
 from tests.fixtures import Cluster, local_cluster
 from tests.readiness import summary
-
-ROOT = Path(__file__).resolve().parents[2]
-TRAIN = ROOT / "examples" / "iris" / "train.py"
-# Unique per run: a namespace of an earlier run may still be terminating.
-RELEASE = f"e2e-{uuid.uuid4().hex[:6]}"
-SYSTEM_NS = f"mlops-{RELEASE}"
-WATCHED = "e2e-*"
-TRAINER = "localhost/iris-trainer:0.1.0"
-# Pods that ask for the real node: its label, and a toleration of its taint.
-ON_REAL_NODE = {
-    "nodeSelector": {"mlops.seed.dev/node": "real"},
-    "tolerations": [{"key": "mlops.seed.dev/real-node", "operator": "Exists",
-                     "effect": "NoSchedule"}],
-}  # fmt: skip
-S3_ENV = [
-    {"name": "AWS_ENDPOINT_URL", "value": "http://s3.storage.svc.cluster.local:7070"},
-    {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
-    *(
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": key}}}
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    ),
-]
-HPARAMS = {"C": "0.5", "seed": "3"}
-
-
-def kubectl_json(cluster: Cluster, *args: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(cluster.kubectl(*args, "-o", "json").stdout)
-    return loaded
-
-
-def apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def wait(cluster: Cluster, namespace: str, target: str, condition: str, timeout: int) -> None:
-    cluster.kubectl("wait", "-n", namespace, f"--for={condition}", target,
-                    f"--timeout={timeout}s", timeout=timeout + 10)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def real(crds: Cluster) -> Cluster:
-    """The cluster, if it has a real node (the local one has, where the machine can)."""
-    nodes = kubectl_json(crds, "get", "nodes", "-l", "mlops.seed.dev/node=real")["items"]
-    if not nodes:
-        why = local_cluster.realnode.unavailable() or "no node labelled mlops.seed.dev/node=real"
-        pytest.skip(f"no real node: {why}")
-    return crds
-
-
-@pytest.fixture(scope="module")
-def installed(real: Cluster) -> Iterator[str]:
-    """The operator installed with Helm from its image, on the real node, watching e2e-*."""
-    helm = str(local_cluster.build("helm", cached_only=True) / "helm")
-    real.kubectl("create", "namespace", SYSTEM_NS)
-    real.kubectl("label", "namespace", SYSTEM_NS, "pod-security.kubernetes.io/enforce=restricted")
-    values = {
-        "image": {"repository": "localhost/mlops-operator", "tag": "0.1.0",
-                  "pullPolicy": "Never"},
-        "watchNamespaces": [WATCHED],
-        **ON_REAL_NODE,
-    }  # fmt: skip
-    command = [helm, "--kubeconfig", real.kubeconfig, "install", RELEASE,
-               str(ROOT / "charts" / "mlops-operator"), "-n", SYSTEM_NS, "--values", "-",
-               "--wait", "--timeout=3m"]  # fmt: skip
-    proc = subprocess.run(command, input=yaml.safe_dump(values), capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    yield SYSTEM_NS
-    subprocess.run([helm, "--kubeconfig", real.kubeconfig, "uninstall", RELEASE, "-n", SYSTEM_NS,
-                    "--wait"], capture_output=True, check=False)  # fmt: skip
-    real.kubectl("delete", "namespace", SYSTEM_NS, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="module")
-def workspace(installed: str, real: Cluster) -> Iterator[str]:
-    """A `restricted` namespace the installed operator watches, with the S3 credentials."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    real.kubectl("create", "namespace", name)
-    real.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    secret = kubectl_json(real, "get", "secret", "s3-credentials", "-n", "storage")
-    apply(real, name, {"apiVersion": "v1", "kind": "Secret",
-                       "metadata": {"name": "s3-credentials"}, "data": secret["data"]})  # fmt: skip
-    real.kubectl("wait", "-n", name, "--for=create", "serviceaccount/default", "--timeout=60s")
-    yield name
-    # Wait while the operator still runs: it releases the finalizers of the Models it served.
-    real.kubectl("delete", "namespace", name, "--timeout=120s", timeout=150)
 
 
 @pytest.fixture(scope="module")
@@ -127,23 +50,6 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float
     subprocess.run([sys.executable, str(TRAIN)], env=env, check=True, timeout=120)
     report = parse_report((out / "report").read_text())
     return report.metrics, joblib.load(out / "model.joblib")
-
-
-def trainingjob(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "mlops.seed.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": TRAINER,
-            "imagePullPolicy": "Never",
-            "env": S3_ENV,
-            "output": {"uri": "s3://models/iris", "modelName": "iris", "format": "sklearn",
-                       "keyMetric": "accuracy"},
-            "scheduling": ON_REAL_NODE,
-            **spec,
-        },
-    }  # fmt: skip
 
 
 def test_the_operator_runs_from_its_image_under_helm(real: Cluster, installed: str) -> None:
@@ -189,35 +95,6 @@ def test_a_real_training_run_registers_its_model(
     assert pod["spec"]["nodeName"] == local_cluster.realnode.NAME
     logs = real.kubectl("logs", "-n", workspace, pod["metadata"]["name"]).stdout
     assert "Traceback" not in logs
-
-
-def predict_in_cluster(real: Cluster, namespace: str, url: str, rows: list[list[float]]) -> Any:
-    """A V2 inference request from a pod on the real node, through the Service's name."""
-    name = f"client-{uuid.uuid4().hex[:6]}"
-    request = {"inputs": [{"name": "x", "shape": [len(rows), 4], "datatype": "FP64",
-                           "data": [v for row in rows for v in row]}]}  # fmt: skip
-    script = (
-        "import json, sys, urllib.request\n"
-        f"req = urllib.request.Request({url + '/v2/models/iris/infer'!r}, "
-        f"data={json.dumps(request).encode()!r}, headers={{'Content-Type': 'application/json'}})\n"
-        "print(urllib.request.urlopen(req, timeout=30).read().decode())\n"
-    )
-    job = {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 3, "template": {"spec": {
-            "restartPolicy": "Never", "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{"name": "client", "image": TRAINER, "imagePullPolicy": "Never",
-                            "command": ["python", "-c", script],
-                            "securityContext": {"allowPrivilegeEscalation": False,
-                                                "capabilities": {"drop": ["ALL"]}}}],
-            **ON_REAL_NODE,
-        }}},
-    }  # fmt: skip
-    apply(real, namespace, job)
-    wait(real, namespace, f"job/{name}", "condition=Complete", 120)
-    return json.loads(real.kubectl("logs", "-n", namespace, f"job/{name}").stdout)
 
 
 def test_mlserver_serves_the_trained_model_through_its_service(
