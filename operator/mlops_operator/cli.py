@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         with health.serve_while_waiting(*liveness):
             if not election.acquire(stop):
                 return 0
-    lost = threading.Event()
+    lost = threading.Event()  # the Lease, or a watch stream: exit 1, to be started again
 
     def lose() -> None:
         lost.set()
@@ -79,7 +79,9 @@ def _run(args: argparse.Namespace) -> int:
                     standalone=True,  # one replica reconciles: the Lease decides which
                     stop_flag=stop,
                     memo=kopf.Memo(
-                        fence=election.leading if election else None, namespaces=namespaces
+                        fence=election.leading if election else None,
+                        namespaces=namespaces,
+                        restart=lose,
                     ),
                 )
             )
@@ -94,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         election.release()
     if failed:
         raise failed[0]
-    # Lost the Lease: exit non-zero, so the kubelet starts this replica again as a standby.
+    # Lost the Lease or a watch: exit non-zero, so the kubelet starts this replica again.
     return 1 if lost.is_set() else 0
 
 

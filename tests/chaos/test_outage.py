@@ -132,11 +132,14 @@ def test_a_stopped_control_plane_loses_nothing(
     assert_registered_once(crds, ns, "churn", names + after)
     lag = registration_lag(crds, ns)
     assert served_version(crds, ns, "web") == 2
-    # Exits are only the designed one: a leader that lost its Lease (exit 1, logged so).
-    lost = sum(r.log().count("lost; stopping") for r in pair.replicas)
+    # Exits are only the designed ones (exit 1, logged so): a leader that lost its Lease,
+    # or a replica whose watch stream kopf gave up on (controllers/watchdog.py).
+    logs = [r.log() for r in pair.replicas]
+    lost = sum(log.count("lost; stopping") for log in logs)
+    deaf = sum(log.count("a watch stream failed") for log in logs)
     assert set(pair.exits) <= {1}, pair.exits
-    assert len(pair.exits) <= lost, pair.exits
+    assert len(pair.exits) <= lost + deaf, pair.exits
     record(component=component, outage_s=SCALE.outage_seconds,
            leading_again_s=round(leading, 1), plain_job_done_s=round(plain, 1),
            converged_s=round(converged, 1), worst_job_done_to_model_s=lag,
-           replica_exits=len(pair.exits))  # fmt: skip
+           replica_exits=len(pair.exits), watch_restarts=deaf)  # fmt: skip

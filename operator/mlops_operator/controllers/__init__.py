@@ -3,6 +3,7 @@
 Importing this package registers every handler with kopf's default registry.
 """
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from mlops_operator.controllers import (
     model,
     modeldeployment,
     trainingjob,
+    watchdog,
 )
 from mlops_operator.controllers.common import Ticker
 from mlops_operator.kube import Kube
@@ -64,6 +66,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     seconds = float(os.environ.get(RESYNC_ENV) or DEFAULT_RESYNC_SECONDS)
     resync = Ticker("resync", seconds)
     resync.want(("all", ""), partial(_resync, kube))
+
+
+@kopf.on.startup()
+async def start_watchdog(memo: kopf.Memo, **_: Any) -> None:
+    """With a way to be started again (`mlops-operator run` gives one), never run deaf."""
+    restart = memo.get("restart")
+    if restart is not None:
+        memo["watchdog"] = asyncio.create_task(watchdog.run(restart), name="watchdog")
 
 
 def _resync(kube: Kube) -> None:
