@@ -74,7 +74,8 @@ ROLLOUTS = Counter(
 )
 ROLLBACKS = Counter(
     "mlops_operator_rollbacks",
-    "ModelDeployment rollouts undone automatically: the new version was not Ready in time.",
+    "ModelDeployment rollouts undone automatically: the new version was not Ready in time,"
+    " or its canary failed analysis.",
     ["strategy"],
 )
 # Incremented by the ContinuousTraining controller, once per recorded decision.
