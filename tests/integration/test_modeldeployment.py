@@ -153,6 +153,36 @@ def test_canary_steps_then_promotes(cluster: Cluster, op_namespace: str) -> None
     assert ("Normal", "CanaryStep") in events(cluster, ns, "can")
 
 
+def test_a_canary_that_cannot_be_judged_is_rolled_back_not_promoted(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    """kwok's pods run nothing, so no monitor answers the analysis: the step waits, and past
+    the deadline the canary is rolled back (AnalysisFailed) rather than promoted unjudged."""
+    ns = op_namespace
+    canary = {"type": "Canary", "canary": {"steps": [{"weight": 50}], "analysis": {}}}
+    spec = {"replicas": 2, "strategy": canary, "progressDeadlineSeconds": 10}
+    apply(cluster, ns, model(1), model(2), deployment("judged", version=1, **spec))
+    wait(cluster, ns, "mdep/judged", "condition=Ready")
+    pod = get(cluster, ns, "deployment", "judged")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["runtime", "monitor"], (
+        "an analysis puts the monitor in front, with no reference profile too"
+    )
+    apply(cluster, ns, deployment("judged", version=2, **spec))
+    wait(cluster, ns, "mdep/judged", "jsonpath={.status.failedVersion}=2", timeout=120)
+
+    md = get(cluster, ns, "mdep", "judged")
+    record = md["status"]["history"][0]
+    assert (record["version"], record["outcome"]) == (2, "RolledBack")
+    assert record["message"].startswith(
+        "analysis failed at step 1 of 1 (50%): still waiting after 10s:"
+        " no monitor of the canary answered"
+    ), record["message"]
+    assert condition(md, "Degraded")["reason"] == "AnalysisFailed"
+    assert summary(md["status"]["conditions"]) == ("Stalled", "AnalysisFailed")
+    assert ("Warning", "AnalysisFailed") in events(cluster, ns, "judged")
+    assert served_version(cluster, ns, "judged") == 1
+
+
 def test_a_version_that_never_gets_ready_is_rolled_back(
     cluster: Cluster, op_namespace: str
 ) -> None:
