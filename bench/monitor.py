@@ -95,12 +95,17 @@ async def load(
 
     start = time.perf_counter()
     tasks = []
-    for i, row in enumerate(rows):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(body(row))))
-    await asyncio.gather(*tasks)
+    try:
+        for i, row in enumerate(rows):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body(row))))
+        await asyncio.gather(*tasks)
+    finally:  # cancelled (the shifted load stops at the first Drifted): so are its requests
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return latencies
 
 
@@ -190,7 +195,7 @@ async def measure(args: argparse.Namespace, direct: str, monitored: str, admin: 
         "calm_readings_judged": len(judged),
         "calm_readings_drifted": sum(1 for v in judged if v.drifted),
         "calm_max_psi": round(max_psi, 4),
-        "seconds_to_drifted": drifted_at,
+        "seconds_to_drifted": None if drifted_at is None else round(drifted_at, 1),
         "drifted_message": next((v.message for _, v in shift_seen if v.drifted), None),
     }
 

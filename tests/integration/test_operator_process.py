@@ -10,7 +10,8 @@ from .conftest import Cluster, Operator
 
 
 def test_operator_starts_and_stays_healthy(crds: Cluster, tmp_path: Path) -> None:
-    op = Operator(crds, tmp_path / "operator.log")
+    # Watching a namespace that exists: kopf starts a watch per kind only for those.
+    op = Operator(crds, tmp_path / "operator.log", watch="default")
     op.start()
     assert op.proc is not None
     # The watchdog finds kopf's watch tasks by the name kopf gives them: if kopf renamed

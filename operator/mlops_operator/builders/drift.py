@@ -123,7 +123,7 @@ def assess(
         key=lambda f: -f.psi,
     )
     if over:
-        named = "; ".join(f"{f.name} PSI {f.psi:.3g} > {f.threshold:.3g}" for f in over[:10])
+        named = "; ".join(f"{f.name} PSI {f.psi:.4g} > {f.threshold:.4g}" for f in over[:10])
         return Verdict(True, "FeaturesDrifted", f"{named} ({samples} rows in {window})", drift)
     top = max(drift.features, key=lambda f: f.psi)
     return Verdict(
