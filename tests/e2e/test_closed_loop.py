@@ -29,6 +29,9 @@ from tests.e2e.realnode import (
 from tests.fixtures import Cluster
 from tests.readiness import summary
 
+# Training runs, rollouts and a canary's pause in each, with the cluster's setup in the first.
+pytestmark = pytest.mark.timeout(900)
+
 MODEL = "iris-loop"
 SHIFT = 3.0  # cm added to petal_length by the drifted traffic and in the drifted data
 DATA = "s3://models/datasets"
