@@ -1,12 +1,11 @@
 """Stop a process whose watch kopf has given up on, so that it is started again.
 
 kopf never restarts a resource's watch task that failed: it logs "watcher for X has failed"
-and that process hears nothing more of X. One way there: right after etcd comes back, the
-API server's watch cache lags behind etcd, and a watch from a fresh LIST's resourceVersion
-gets an ERROR event ("Too large resource version"), which kopf treats as fatal. The periodic
-resync reads the cache that the dead watch fed, so its work would wait forever. Exiting
-instead is a crash-only recovery: the next start (this replica or the standby) lists
-everything afresh.
+and that process hears nothing more of X. kopf ends the task on an ERROR event in the stream
+(any code but 410 Gone) and on API errors that outlast its retries, which a control plane
+coming back from an outage can send. The periodic resync reads the cache that the dead
+watch fed, so its work would wait forever. Exiting instead is a crash-only recovery: the
+next start (this replica or the standby) lists everything afresh.
 """
 
 from __future__ import annotations
