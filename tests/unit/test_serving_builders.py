@@ -332,6 +332,22 @@ def test_a_failed_analysis_rolls_back_with_its_numbers_in_the_history() -> None:
     assert skipped_version(md(back.status.wire(), **ANALYSED)) == 2
 
 
+def test_with_auto_rollback_off_a_failed_analysis_holds_the_canary_stalled() -> None:
+    spec = {**ANALYSED, "autoRollback": False}
+    failed = Judgement("Failed", "error rate 0.4 > 0.05 (maxErrorRate)")
+    later = NOW + timedelta(seconds=31)
+    held = plan(canary_held(spec), model(2), "r", ready(1), ready(2), later, None, failed)
+    assert held.canary == (2, 1), "neither promoted nor rolled back"
+    assert held.status.failed_version is None
+    assert summary(held.status.conditions) == ("Stalled", "AnalysisFailed")
+    assert [e.reason for e in held.events] == ["AnalysisFailed"]
+    # Judged again, failing again: the same status, and no second Event.
+    again = plan(md(held.status.wire(), **spec), model(2), "r", ready(1), ready(2),
+                 later + timedelta(seconds=5), None, failed)  # fmt: skip
+    assert again.status.conditions == held.status.conditions
+    assert again.events == []
+
+
 def test_a_newer_target_supersedes_the_rollout_in_flight() -> None:
     start = plan(md(serving_status(1)), model(2), "r", ready(1), Track(), NOW)
     newer = plan(md(start.status.wire()), model(3), "r", rolling(2), Track(), NOW)

@@ -321,6 +321,7 @@ class _Planner:
             message = f"version {version} Ready at {state.weight}% of the replicas"
             self.events.append(Event("Normal", "CanaryStep", message))
         waiting = ""  # what the step's analysis waits for
+        failed = ""  # why it failed, with autoRollback off
         if ready_now and state.step_started_at is not None:
             held = (self.now - state.step_started_at).total_seconds()
             pause = steps[state.step].pause_seconds
@@ -328,28 +329,34 @@ class _Planner:
                 at = f"step {state.step + 1} of {len(steps)} ({state.weight}%)"
                 verdict = self._analysis(version, at, held - pause)
                 if verdict is not None and verdict.outcome == "Failed":
-                    return self._rolled_back(
-                        version, history, "AnalysisFailed", f"analysis failed at {at}: "
-                        f"{verdict.message}"
-                    )  # fmt: skip
-                if verdict is None or verdict.outcome == "Passed":
+                    failed = f"analysis failed at {at}: {verdict.message}"
+                    if self.md.spec.auto_rollback:
+                        return self._rolled_back(version, history, "AnalysisFailed", failed)
+                elif verdict is None or verdict.outcome == "Passed":
                     step = state.step + 1
                     weight = steps[step].weight if step < len(steps) else 100
                     state = CanaryStatus(version=version, step=step, weight=weight)
                     return self._replan_with(state, history)
-                waiting = f"; analysis waiting: {verdict.message}"
+                else:
+                    waiting = f"; analysis waiting: {verdict.message}"
         late = not proven and self._deadline_passed(history[0])
         if late and self.md.spec.auto_rollback:
             return self._rolled_back(version, history)
-        status = self._status(
-            ready=("Reconciling", "Canary", f"canary of version {version} at {state.weight}%"),
-            history=history,
-            canary=state,
+        failed = f"{failed}; autoRollback is off" if failed else ""
+        # Stalled from the start of the pass, so a held failure does not flap its condition.
+        ready: tuple[Readiness, str, str] = (
+            ("Stalled", "AnalysisFailed", failed)
+            if failed
+            else ("Reconciling", "Canary", f"canary of version {version} at {state.weight}%")
         )
+        status = self._status(ready=ready, history=history, canary=state)
         message = f"canary {version}: step {state.step + 1} of {len(steps)}, {state.weight}%"
-        status = self._set(status, "Progressing", True, "Canary", message + waiting)
+        if not (late or failed):  # else Progressing is False, set once below
+            status = self._set(status, "Progressing", True, "Canary", message + waiting)
         if late:
             status = self._deadline_exceeded(status, version, "autoRollback is off")
+        if failed:  # held at this step, never promoted so; judged again on the next pass
+            status = self._stall(status, "AnalysisFailed", failed)
         stable = (current, None if self.md.spec.autoscaling else stable_replicas)
         return Plan(stable, (version, canary_replicas), status, self.events)
 
@@ -478,7 +485,8 @@ class _Planner:
         )
         degraded = condition(status.conditions, "Degraded")
         rolled_back = degraded is not None and degraded.reason in ROLLBACK_REASONS
-        if rolled_back and skipped_version(self.md) is None and "failed_version" not in updates:
+        forgiven = self.previous.failed_version is not None and skipped_version(self.md) is None
+        if rolled_back and forgiven and "failed_version" not in updates:
             # A new generation forgives the rolled-back version.
             status = status.model_copy(update={"failed_version": None})
             status = self._set(status, "Degraded", False, "AsExpected", "the spec changed")
@@ -502,15 +510,22 @@ class _Planner:
             f"version {version} is not Ready after {self._deadline()}s{self._why()};"
             f" not rolled back: {why_no_rollback}"
         )
+        return self._stall(status, "ProgressDeadlineExceeded", message)
+
+    def _stall(
+        self, status: ModelDeploymentStatus, reason: str, message: str
+    ) -> ModelDeploymentStatus:
+        """A failure that needs someone to act, without a rollback: Stalled and Degraded,
+        Progressing False, and one Warning Event while the reason lasts."""
         was = condition(self.previous.conditions, "Stalled")
-        if was is None or was.reason != "ProgressDeadlineExceeded":
-            self.events.append(Event("Warning", "ProgressDeadlineExceeded", message[:1024]))
-        status = self._set(status, "Degraded", True, "ProgressDeadlineExceeded", message)
-        status = self._set(status, "Progressing", False, "ProgressDeadlineExceeded", message)
+        if was is None or was.reason != reason:
+            self.events.append(Event("Warning", reason, message[:1024]))
+        status = self._set(status, "Degraded", True, reason, message)
+        status = self._set(status, "Progressing", False, reason, message)
         conditions = set_readiness(
             list(status.conditions),
             "Stalled",
-            "ProgressDeadlineExceeded",
+            reason,
             message,
             generation=self.md.metadata.generation,
             now=self.now,
