@@ -264,7 +264,10 @@ def _analyse(kube: Kube, md: ModelDeployment, due: AnalysisDue) -> analysis.Judg
     assert canary.analysis is not None
     current = md.status.current_version if md.status else None
     seconds = due.window_seconds
-    canary_readings, _ = _windows(kube, md, "canary", due.version, seconds)
+    canary_readings, failures = _windows(kube, md, "canary", due.version, seconds)
+    if not canary_readings:
+        why = "; ".join(failures[:3]) or "no Ready pod of it"
+        return analysis.Judgement("Waiting", f"no monitor of the canary answered: {why}")
     stable_readings, _ = _windows(kube, md, "stable", current, seconds) if current else ([], [])
     return analysis.judge(
         canary.analysis,
