@@ -248,3 +248,14 @@ def test_a_pod_without_predictions_leaves_them_out() -> None:
     verdict = drift.assess(pods, [], Monitoring(min_samples=1), version=1, now=NOW)
     assert verdict.drift is not None
     assert verdict.drift.predictions is None
+
+
+def test_without_a_reference_the_window_counts_requests_errors_and_latency_only() -> None:
+    window = Window(None)
+    window.record_request(seconds=0.004, error=False, now=5.0)
+    window.record_request(seconds=0.3, error=True, now=6.0)
+    summary = window.summary(60, 7.0)
+    assert (summary["requests"], summary["errors"], summary["samples"]) == (2, 1, 0)
+    assert sum(summary["latency"]["counts"]) == 2
+    assert summary["features"] == []
+    assert "predictions" not in summary
