@@ -64,6 +64,7 @@ def datasets(real: Cluster, workspace: str) -> dict[str, str]:
 
 
 def run(name: str, dataset: str | None = None) -> dict[str, Any]:
+    """A TrainingJob of iris-loop (on iris, or on `dataset`); its spec is the template too."""
     tj = trainingjob(name)
     tj["spec"]["output"] |= {"uri": f"s3://models/{MODEL}", "modelName": MODEL}
     if dataset:
@@ -133,7 +134,7 @@ def test_drift_retrains_and_the_retrained_canary_passes_analysis(
         "apiVersion": "mlops.seed.dev/v1alpha1", "kind": "ContinuousTraining",
         "metadata": {"name": "retrain"},
         "spec": {
-            "template": {"spec": {**run("unused", datasets["shifted"])["spec"]}},
+            "template": {"spec": run("template", datasets["shifted"])["spec"]},
             "triggers": {"onModelDeployment": {"name": "loop", "condition": "Drifted",
                                                "forSeconds": 20}},
             "cooldownSeconds": 3600,
