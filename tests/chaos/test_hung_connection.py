@@ -39,14 +39,15 @@ def proxied(crds: Cluster, tmp_path: Path) -> Iterator[tuple[Operator, HangingPr
 
 def test_a_hung_call_is_retried_after_its_timeout(
     crds: Cluster,
+    chaos_namespace: str,  # before the operator starts: its first LIST finds the namespace
     proxied: tuple[Operator, HangingProxy],
-    chaos_namespace: str,
     record: Callable[..., Any],
 ) -> None:
     operator, proxy = proxied
     ns = chaos_namespace
     apply(crds, ns, trainingjob("warm"))  # the operator's connections are open and in use
-    until(lambda: all_registered(crds, ns, ["warm"]), 60, "the first run registered")
+    until(lambda: all_registered(crds, ns, ["warm"]), 60, "the first run registered",
+          explain=lambda: operator.log()[-3000:])  # fmt: skip
     # Quiet first, so that the next request sent is our reconcile's: kopf has posted the
     # first run's Events and the Model controller has written the Model's status.
     until(lambda: ("Normal", "ModelRegistered") in events(crds, ns, "warm"), 60, "its Events")
