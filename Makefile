@@ -156,6 +156,7 @@ fresh-check: ## `make test` in a fresh clone with every cache empty: what a new 
 
 N ?= 100,1000
 SERVING_N ?= 100
+REPEATS ?= 3
 BENCH_ARGS ?=
-bench: cluster ## Benchmark: baseline vs operator vs Kubeflow peer, and serving (N=100,1000 SERVING_N=100)
-	$(BIN)/python bench/run.py --n $(N) --serving-n $(SERVING_N) $(BENCH_ARGS)
+bench: cluster ## Benchmark: baseline vs operator (REPEATS=3 interleaved) vs Kubeflow peer, and serving (N=100,1000 SERVING_N=100)
+	$(BIN)/python bench/run.py --n $(N) --repeats $(REPEATS) --serving-n $(SERVING_N) $(BENCH_ARGS)

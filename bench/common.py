@@ -62,6 +62,12 @@ def latencies(start: Recorder, end: Recorder) -> dict[str, float]:
     return percentiles([end.seen[k] - start.seen[k] for k in end.seen if k in start.seen])
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, lowest and highest of one figure over repeated runs."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": len(values)}  # fmt: skip
+
+
 def row(label: str, p: dict[str, float]) -> str:
     return (
         f"  {label:<24} p50 {p['p50']:.3f}s  p95 {p['p95']:.3f}s  "
@@ -163,7 +169,7 @@ def bench_namespace(log_path: Path, profile: Path | None = None) -> Iterator[Ope
                 sampler.wait(timeout=60)
             operator.terminate()
             operator.wait(timeout=30)
-            client.CoreV1Api(api).delete_namespace(ns)
+            delete_namespace(api, ns)
 
 
 @contextmanager
@@ -174,7 +180,24 @@ def scratch_namespace(api: client.ApiClient, prefix: str) -> Iterator[str]:
     try:
         yield ns
     finally:
-        client.CoreV1Api(api).delete_namespace(ns)
+        delete_namespace(api, ns)
+
+
+def delete_namespace(api: client.ApiClient, ns: str, timeout_s: float = 900) -> None:
+    """Delete a namespace and wait until it is gone: the garbage collector's work on what
+    it held would otherwise load the cluster while the next repetition is measured."""
+    core = client.CoreV1Api(api)
+    core.delete_namespace(ns)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(ns)
+        except client.ApiException as err:
+            if err.status == 404:
+                return
+            raise
+        time.sleep(1)
+    raise TimeoutError(f"namespace {ns} still exists after {timeout_s:.0f} s")
 
 
 def watch_objects(api: client.ApiClient, group: str, version: str, ns: str, plural: str,

@@ -7,9 +7,14 @@ from /proc/<pid>/status:
             Suspended (the operator created N suspended Jobs; no pods run);
   restart:  a fresh operator started with the N present, once it has reconciled all of them
             (its own mlops_operator_reconcile_total counts them).
-VmHWM is the process's peak RSS. Writes a table and bench/results/operator-memory-<n>.json.
+VmHWM is the process's peak RSS. For each N of a curve (`--n 100,1000,3000,10000`), in a
+fresh namespace (the previous one gone first): the RSS above idle per cached object (each
+run is a TrainingJob and its Job), and what the cache itself holds of one of each (the deep
+size of the slimmed bodies, as kube/cache.py keeps them). Writes a table and
+bench/results/operator-memory-<n>.json.
 
     .venv/bin/python bench/operator_memory.py --n 1000
+    .venv/bin/python bench/operator_memory.py --n 100,1000,3000,10000 --no-restart
 """
 
 from __future__ import annotations
@@ -73,8 +78,8 @@ class Operator:
         self.proc.wait(timeout=60)
 
 
-def trainingjobs(n: int) -> str:
-    return yaml.safe_dump_all(
+def trainingjobs(n: int) -> list[dict[str, Any]]:
+    return [
         {
             "apiVersion": "mlops.seed.dev/v1alpha1",
             "kind": "TrainingJob",
@@ -86,7 +91,7 @@ def trainingjobs(n: int) -> str:
             },
         }
         for i in range(n)
-    )
+    ]
 
 
 def wait_until(predicate: Any, what: str, timeout_s: float = 900) -> float:
@@ -103,12 +108,38 @@ def suspended(namespace: str) -> int:
     return phases.split().count("Suspended")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=1000)
-    n = parser.parse_args().n
-    local_cluster.up()
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+def deep_size(value: Any) -> int:
+    """Bytes a JSON-like value holds in this Python (dicts, lists, strings, numbers)."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(deep_size(k) + deep_size(v) for k, v in value.items())
+    elif isinstance(value, list):
+        size += sum(deep_size(v) for v in value)
+    return size
+
+
+def cached_bytes(namespace: str) -> dict[str, int]:
+    """What the cache keeps of one TrainingJob and of one Job, slimmed as it slims them."""
+    from mlops_operator.kube.cache import _slim
+
+    tj = json.loads(kubectl("get", "tj", "-n", namespace, "mem-0000", "-o", "json"))
+    selector = "mlops.seed.dev/trainingjob=mem-0000"
+    job = json.loads(kubectl("get", "job", "-n", namespace, "-l", selector, "-o", "json"))
+    job = job["items"][0]
+    return {"trainingjob": deep_size(_slim("trainingjobs", tj)),
+            "job": deep_size(_slim("jobs", job))}  # fmt: skip
+
+
+def gone(namespace: str) -> bool:
+    found = subprocess.run(
+        [local_cluster.kubectl_binary(), "--kubeconfig", str(local_cluster.KUBECONFIG),
+         "get", "namespace", namespace, "--ignore-not-found", "-o", "name"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return not found.strip()
+
+
+def measure(n: int, restart: bool) -> dict[str, Any]:
     namespace = f"mem-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", namespace)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
@@ -120,29 +151,58 @@ def main() -> int:
         time.sleep(5)
         result["idle"] = memory(op.proc.pid)
         start = time.monotonic()
-        kubectl("apply", "-n", namespace, "-f", "-", input=trainingjobs(n))
+        manifests = trainingjobs(n)
+        for first in range(0, n, 1000):  # kubectl apply in chunks of 1,000
+            chunk = manifests[first : first + 1000]
+            kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(chunk))
         result["apply_seconds"] = time.monotonic() - start
         result["all_suspended_seconds"] = (
-            wait_until(lambda: suspended(namespace) == n, "all Suspended") + result["apply_seconds"]
+            wait_until(lambda: suspended(namespace) == n, "all Suspended", 900 + n / 5)
+            + result["apply_seconds"]
         )
         result["loaded"] = memory(op.proc.pid)
         op.stop()
-
-        op = Operator(namespace)
-        result["restart_reconciled_seconds"] = wait_until(
-            lambda: op.reconciled() >= n, "restart reconciled all"
-        )
-        result["restart"] = memory(op.proc.pid)
-        op.stop()
+        above_idle = (result["loaded"]["VmRSS"] - result["idle"]["VmRSS"]) * 1024 * 1024
+        result["rss_bytes_per_cached_object"] = round(above_idle / (2 * n))
+        result["cache_bytes_per_object"] = cached_bytes(namespace)
+        if restart:
+            op = Operator(namespace)
+            result["restart_reconciled_seconds"] = wait_until(
+                lambda: op.reconciled() >= n, "restart reconciled all"
+            )
+            result["restart"] = memory(op.proc.pid)
+            op.stop()
     finally:
         kubectl("delete", "namespace", namespace, "--wait=false")
-    out = ROOT / "bench" / "results" / f"operator-memory-{n}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"{'state':<10} {'RSS MiB':>8} {'peak MiB':>9}")
-    for state in ("idle", "loaded", "restart"):
-        print(f"{state:<10} {result[state]['VmRSS']:8.1f} {result[state]['VmHWM']:9.1f}")
-    print(json.dumps({k: v for k, v in result.items() if k.endswith("seconds")}))
+        # The next N is measured on a cluster that is done deleting this one.
+        wait_until(lambda: gone(namespace), f"namespace {namespace} deleted", 1800)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", default="1000", help="comma-separated sizes")
+    parser.add_argument("--no-restart", action="store_true", help="skip the restart phase")
+    args = parser.parse_args()
+    local_cluster.up()
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    print(f"{'N':>6} {'state':<8} {'RSS MiB':>8} {'peak MiB':>9}  per cached object")
+    for n in (int(size) for size in args.n.split(",")):
+        result = measure(n, restart=not args.no_restart)
+        out = ROOT / "bench" / "results" / f"operator-memory-{n}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        for state in ("idle", "loaded", "restart"):
+            if state in result:
+                extra = ""
+                if state == "loaded":
+                    held = result["cache_bytes_per_object"]
+                    extra = (f"  {result['rss_bytes_per_cached_object']} B of RSS; the cache "
+                             f"holds {held['trainingjob']} B of a TrainingJob, "
+                             f"{held['job']} B of a Job")  # fmt: skip
+                print(f"{n:>6} {state:<8} {result[state]['VmRSS']:8.1f} "
+                      f"{result[state]['VmHWM']:9.1f}{extra}", flush=True)  # fmt: skip
+        print(json.dumps({k: v for k, v in result.items() if k.endswith("seconds")}))
     return 0
 
 

@@ -2,9 +2,10 @@
 
 For each N, on the local cluster, one after the other:
   training:  the baseline (N plain Jobs created directly) and the operator (N TrainingJobs
-             -> N Jobs -> N Models), in the same run so that their ratio holds on a noisy
-             machine; per-object latencies, the operator's peak RSS and CPU, and its API
-             requests per TrainingJob (bench/training_latency.py);
+             -> N Jobs -> N Models), interleaved REPEATS times (3: baseline, operator,
+             baseline, ...) so that the median ratio and its range hold on a noisy machine;
+             per-object latencies, the operator's peak RSS and CPU, and its API requests
+             per TrainingJob (bench/training_latency.py);
   peer:      Kubeflow's training operator v1 under the same load, as it ships and with the
              client limits our cluster's controllers get (bench/peer_kubeflow.py);
 and once:
@@ -39,22 +40,26 @@ def seconds(value: float) -> str:
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
-def training_rows(runs: list[dict[str, Any]]) -> list[str]:
+def training_rows(summaries: list[dict[str, Any]]) -> list[str]:
+    """One row per N: each figure's median over the interleaved runs, the ratio's range."""
     lines = [
-        "| N | baseline: all Jobs | operator: all Jobs | ratio | apply → Job p50 / p95 / p99 "
-        "| complete → Model p50 / p99 | all Models | peak RSS | CPU per TrainingJob "
-        "| API requests per TrainingJob |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| N | runs | ratio, median (range) | baseline: all Jobs | operator: all Jobs "
+        "| apply → Job p50 / p99 | complete → Model p50 / p99 | all Models | peak RSS "
+        "| CPU per TrainingJob | API requests per TrainingJob |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in runs:
-        job, model = r["apply_to_job_s"], r["complete_to_model_s"]
+    for s in summaries:
+        m = {key: value["median"] for key, value in s.items() if isinstance(value, dict)
+             and "median" in value}  # fmt: skip
         lines.append(
-            f"| {r['n']:,} | {seconds(r['baseline_all_jobs_s'])} | {seconds(r['all_jobs_s'])} "
-            f"| **{r['throughput_ratio']:.2f}** "
-            f"| {seconds(job['p50'])} / {seconds(job['p95'])} / {seconds(job['p99'])} "
-            f"| {seconds(model['p50'])} / {seconds(model['p99'])} | {seconds(r['all_models_s'])} "
-            f"| {r['operator_peak_rss_mb']:.0f} MB | {r['operator_cpu_ms_per_trainingjob']:.0f} ms "
-            f"| {r['api_requests_per_trainingjob']:.1f} |"
+            f"| {s['n']:,} | {s['repeats']} | **{m['ratio']:.2f}** "
+            f"({s['ratio']['min']:.2f}-{s['ratio']['max']:.2f}) "
+            f"| {seconds(m['baseline_all_jobs_s'])} | {seconds(m['all_jobs_s'])} "
+            f"| {seconds(m['apply_to_job_p50_s'])} / {seconds(m['apply_to_job_p99_s'])} "
+            f"| {seconds(m['complete_to_model_p50_s'])} / {seconds(m['complete_to_model_p99_s'])} "
+            f"| {seconds(m['all_models_s'])} | {m['operator_peak_rss_mb']:.0f} MB "
+            f"| {m['operator_cpu_ms_per_trainingjob']:.0f} ms "
+            f"| {m['api_requests_per_trainingjob']:.1f} |"
         )
     return lines
 
@@ -108,16 +113,16 @@ def main() -> int:
         "--no-continuous", action="store_true", help="skip the ContinuousTraining benchmark"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="creating threads")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per N")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     sizes = [int(n) for n in args.n.split(",")]
 
     training, peers = [], []
     for n in sizes:
-        training.append(
-            training_latency.run(n, args.concurrency, 0, RESULTS / f"training-{n}.json")
-        )
-        print(training_latency.table(training[-1]), flush=True)
+        out = RESULTS / f"training-{n}.json"
+        training.append(training_latency.repeated(n, args.repeats, args.concurrency, out))
+        print(training_latency.summary_table(training[-1]), flush=True)
         if args.no_peer:
             continue
         for extra, name in (([], "shipped"), (PEER_TUNED, "tuned")):

@@ -9,6 +9,11 @@ Also the operator's peak RSS and CPU seconds, and (for a burst) the baseline: th
 number of plain batch/v1 Jobs created directly, the fastest any controller could go here.
 Writes a table and bench/results/<name>.json.
 
+One run proves nothing on 2 shared cores (two runs of the same code an hour apart gave
+ratios of 0.33 and 0.52), so a burst is repeated, interleaved: baseline, operator, baseline,
+operator, ... (`--repeats`, 3 by default), each pair in fresh namespaces, the previous pair's
+namespaces gone before the next starts. The summary is each figure's median with its range.
+
     .venv/bin/python bench/training_latency.py --n 200   # `make bench` runs it for each N
     .venv/bin/python bench/training_latency.py --n 200 --rate 5   # steady arrivals
 """
@@ -36,6 +41,7 @@ from common import (
     profile_summary,
     row,
     scratch_namespace,
+    spread,
     wait_until,
     watch_objects,
 )
@@ -187,6 +193,71 @@ def run(n: int, concurrency: int, rate: float, out: Path, profile: bool = False)
     return result
 
 
+# The figures a repeated burst summarises (median and range over the runs).
+SUMMARISED = {
+    "ratio": lambda r: r["throughput_ratio"],
+    "baseline_all_jobs_s": lambda r: r["baseline_all_jobs_s"],
+    "all_jobs_s": lambda r: r["all_jobs_s"],
+    "all_models_s": lambda r: r["all_models_s"],
+    "apply_to_job_p50_s": lambda r: r["apply_to_job_s"]["p50"],
+    "apply_to_job_p99_s": lambda r: r["apply_to_job_s"]["p99"],
+    "complete_to_model_p50_s": lambda r: r["complete_to_model_s"]["p50"],
+    "complete_to_model_p99_s": lambda r: r["complete_to_model_s"]["p99"],
+    "operator_peak_rss_mb": lambda r: r["operator_peak_rss_mb"],
+    "operator_cpu_ms_per_trainingjob": lambda r: r["operator_cpu_ms_per_trainingjob"],
+    "api_requests_per_trainingjob": lambda r: r["api_requests_per_trainingjob"],
+}
+
+
+def repeated(n: int, repeats: int, concurrency: int, out: Path,
+             profile: bool = False) -> dict[str, Any]:  # fmt: skip
+    """`repeats` bursts of N, each its baseline then the operator; the last one profiled
+    (if asked), so that the sampler's cost is in one run only."""
+    runs = []
+    for i in range(repeats):
+        each = out.with_name(f"{out.stem}.run{i + 1}.json")
+        runs.append(run(n, concurrency, 0, each, profile=profile and i == repeats - 1))
+        print(f"  run {i + 1}/{repeats}: ratio {runs[-1]['throughput_ratio']:.2f} "
+              f"({runs[-1]['baseline_all_jobs_s']} s / {runs[-1]['all_jobs_s']} s)",
+              flush=True)  # fmt: skip
+    summary = {
+        **machine(),
+        "n": n,
+        "repeats": repeats,
+        **{key: spread([pick(r) for r in runs]) for key, pick in SUMMARISED.items()},
+        "api_requests": runs[-1]["api_requests"],
+        "runs": runs,
+    }
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    def fig(key: str, unit: str = "") -> str:
+        s = summary[key]
+        return f"{s['median']:g}{unit} ({s['min']:g}-{s['max']:g})"
+
+    return "\n".join(
+        [
+            f"N={summary['n']} TrainingJobs, {summary['repeats']} interleaved runs "
+            "(median (lowest-highest))",
+            f"  throughput ratio {fig('ratio')}: baseline {fig('baseline_all_jobs_s', ' s')}, "
+            f"operator {fig('all_jobs_s', ' s')}",
+            f"  apply -> Job p50 {fig('apply_to_job_p50_s', ' s')}, "
+            f"p99 {fig('apply_to_job_p99_s', ' s')}",
+            f"  complete -> Model p50 {fig('complete_to_model_p50_s', ' s')}, "
+            f"p99 {fig('complete_to_model_p99_s', ' s')}; all Models {fig('all_models_s', ' s')}",
+            f"  operator peak RSS {fig('operator_peak_rss_mb', ' MB')}, "
+            f"CPU {fig('operator_cpu_ms_per_trainingjob', ' ms')} per TrainingJob",
+            f"  API requests per TrainingJob {fig('api_requests_per_trainingjob')}",
+            *(
+                f"    {count / summary['n']:6.2f}  {what}"
+                for what, count in summary["api_requests"].items()
+            ),
+        ]
+    )
+
+
 def table(result: dict[str, Any]) -> str:
     pace = (
         f"created at {result['rate_per_s']}/s"
@@ -228,12 +299,16 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8, help="burst: creating threads")
     parser.add_argument("--rate", type=float, default=0, help="creations per second (0: burst)")
+    parser.add_argument("--repeats", type=int, default=3, help="burst: interleaved runs")
     parser.add_argument("--profile", action="store_true", help="sample the operator with py-spy")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "training.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = run(args.n, args.concurrency, args.rate, args.out, args.profile)
-    print(table(result))
+    if args.rate > 0:
+        print(table(run(args.n, args.concurrency, args.rate, args.out, args.profile)))
+    else:
+        print(summary_table(repeated(args.n, args.repeats, args.concurrency, args.out,
+                                     args.profile)))  # fmt: skip
     return 0
 
 
