@@ -60,15 +60,55 @@ def test_pods_by_job_label_follow_changes_and_deletions() -> None:
 
 
 def test_what_is_never_read_is_not_kept() -> None:
-    cache = Cache()
+    cache = Cache(index={"pods": "batch.kubernetes.io/job-name"})
     job = obj("j", 1, managedFields=[{"manager": "x"}])
     job["spec"] = {"suspend": False, "template": {"spec": {"containers": []}}}
-    pod = {**obj("p", 2), "spec": {"containers": [{"name": "trainer"}]}}
+    applied = {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "a"}
+    tj = obj("t", 3, annotations=applied)
+    index = {"batch.kubernetes.io/job-completion-index": "1"}
+    terminated = {"terminated": {"exitCode": 0, "message": "{}"}}
+    pod = {
+        "metadata": {"name": "p", "namespace": "team", "resourceVersion": "2", "uid": "u",
+                     "labels": {"batch.kubernetes.io/job-name": "j"},
+                     "annotations": {**index, "sim": "x" * 100},
+                     "ownerReferences": [{"kind": "Job"}], "managedFields": [{}]},
+        "spec": {"containers": [{"name": "trainer"}]},
+        "status": {"phase": "Succeeded", "podIP": "10.0.0.1", "conditions": [{"type": "Ready"}],
+                   "containerStatuses": [{"name": "trainer", "image": "i", "imageID": "d",
+                                          "state": terminated, "lastState": {}}]},
+    }  # fmt: skip
     cache.observe("jobs", job)
     cache.observe("pods", pod)
+    cache.observe("trainingjobs", tj)
     kept = cache.get("jobs", "team", "j")
     assert kept is not None
     assert kept["spec"] == {"suspend": False}
     assert "managedFields" not in kept["metadata"]
     assert "managedFields" in job["metadata"], "the caller's body is left as it was"
-    assert cache.get("pods", "team", "p") == obj("p", 2)
+    assert cache.get("pods", "team", "p") == {
+        "metadata": {"name": "p", "namespace": "team", "resourceVersion": "2", "uid": "u",
+                     "labels": {"batch.kubernetes.io/job-name": "j"},
+                     "annotations": index},
+        "status": {"phase": "Succeeded",
+                   "containerStatuses": [{"name": "trainer", "state": terminated}]},
+    }  # fmt: skip
+    assert cache.labelled("pods", "team", "j") != [], "still found by its Job"
+    kept_tj = cache.get("trainingjobs", "team", "t")
+    assert kept_tj is not None
+    assert kept_tj["metadata"]["annotations"] == {"team": "a"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" in tj["metadata"]["annotations"]
+
+
+def test_a_finished_runs_pods_leave_the_cache() -> None:
+    from kubernetes import client
+
+    from mlops_operator.kube import Kube
+
+    kube = Kube(client.ApiClient())  # no server: nothing here makes a request
+    for name, job in (("a-0", "a"), ("a-1", "a"), ("b-0", "b")):
+        labels = {"batch.kubernetes.io/job-name": job}
+        kube.cache.observe("pods", {**obj(name, 1), "metadata": {**obj(name, 1)["metadata"],
+                                                                 "labels": labels}})  # fmt: skip
+    kube.release_pods("team", "a")
+    assert kube.pods_of_job("team", "a") == []
+    assert [p["metadata"]["name"] for p in kube.pods_of_job("team", "b")] == ["b-0"]

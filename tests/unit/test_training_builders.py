@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlops_operator.api import TrainingJob
+from mlops_operator.api import TrainingJob, TrainingJobStatus
 from mlops_operator.api.common import ResolvedDataset
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders import registry, training, versions
@@ -317,9 +317,39 @@ def test_lifecycle_events_fire_once_per_transition() -> None:
                               attempts=1, outcome=None, now=NOW)  # fmt: skip
     done = training_status(tj().model_copy(update={"status": running}), seen, job_name="iris",
                            attempts=1, outcome=registered_outcome(), now=NOW)  # fmt: skip
-    reasons = [e.reason for e in lifecycle_events(running, done)]
-    assert reasons == ["Succeeded", "ModelRegistered"]
+    events = lifecycle_events(running, done)
+    assert [e.reason for e in events] == ["ModelRegistered"], "one Event says both"
+    assert events[0].message == "training succeeded; registered Model iris-v3 (accuracy=0.9512)"
     assert lifecycle_events(done, done) == []
+
+
+def test_a_run_costs_three_status_writes_and_one_event() -> None:
+    """Created, Running, registered: a pod being created (the Job's active count and
+    startTime) changes nothing a user acts on, so it writes no status of its own, and only
+    the outcome is an Event (the Job's name and the start of running are in the status)."""
+    created = training_status(tj(), observe(job_status(), []), job_name="iris", attempts=1,
+                              outcome=None, now=NOW)  # fmt: skip
+    started = {"active": 1, "startTime": "2026-12-02T10:00:00Z"}
+    pod_made = training_status(
+        tj().model_copy(update={"status": created}),
+        observe(job_status(**started), []),
+        job_name="iris", attempts=1, outcome=None, now=NOW + timedelta(seconds=1),
+    )  # fmt: skip
+    assert pod_made.wire() == created.wire(), "no write for a pod that is not running yet"
+    running = training_status(
+        tj().model_copy(update={"status": created}),
+        observe(job_status(**started, ready=1), []),
+        job_name="iris", attempts=1, outcome=None, now=NOW + timedelta(seconds=2),
+    )  # fmt: skip
+    assert running.phase == "Running"
+    assert running.start_time == datetime(2026, 12, 2, 10, tzinfo=UTC)
+    seen = observe(job_status(("Complete", "Completed"), **started), [])
+    done = training_status(tj().model_copy(update={"status": running}), seen, job_name="iris",
+                           attempts=1, outcome=registered_outcome(), now=NOW)  # fmt: skip
+    assert done.start_time == running.start_time
+    events = [lifecycle_events(a, b) for a, b in ((TrainingJobStatus(), created),
+                                                  (created, running), (running, done))]  # fmt: skip
+    assert [[e.reason for e in each] for each in events] == [[], [], ["ModelRegistered"]]
 
 
 # --- decisions -----------------------------------------------------------------------

@@ -158,15 +158,14 @@ class TrainingJobStatus(ApiModel):
         default=None, ge=0, description="The `metadata.generation` this status describes."
     )
     start_time: datetime | None = Field(
-        default=None, strict=False, description="When the first pod was created."
+        default=None,
+        strict=False,
+        description="When the Job started its pods; recorded once the run is running or done.",
     )
     completion_time: datetime | None = Field(
         default=None, strict=False, description="When the job succeeded or failed."
     )
     attempts: int | None = Field(default=None, ge=0, description="Attempts started so far.")
-    active: int | None = Field(
-        default=None, ge=0, description="Training pods currently active (pending or running)."
-    )
     job_name: DnsSubdomain | None = Field(
         default=None, description="Name of the child batch/v1 Job."
     )

@@ -25,11 +25,12 @@ IMAGE_PULL_FAILURES = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrIma
 MESSAGE_LIMIT = 4096
 # Reasons of a run waiting for the registered Dataset it names (builders/datasets.py).
 DATASET_WAITING = ("DatasetNotFound", "DatasetNotReady")
+# Phases announced by an Event of their own. Not Running: the Running condition's transition
+# time and startTime say when it began. Not Succeeded: a run succeeds when its Model is
+# registered, and ModelRegistered says both.
 PHASE_MESSAGES = {
     "Queued": "queued: waiting for Kueue to admit the run",
-    "Running": "training is running",
     "Suspended": "training is suspended",
-    "Succeeded": "training succeeded",
 }
 
 
@@ -209,8 +210,7 @@ def training_status(
             "observed_generation": generation,
             "job_name": job_name,
             "attempts": attempts,
-            "active": observed.active if observed else 0,
-            "start_time": previous.start_time or _time(observed.start_time if observed else None),
+            "start_time": _start(previous, observed, phase),
             "completion_time": _completion(previous, observed, phase, now),
             "failure": failure,
             "dataset": dataset or previous.dataset,
@@ -239,6 +239,17 @@ def _phase(
         message = f"the Job {job_name} was deleted while the run was in progress"
         return "Failed", "JobDeleted", message, Failure(reason="JobDeleted", message=message)
     return observed.phase, observed.reason, observed.message, observed.failure
+
+
+def _start(
+    previous: TrainingJobStatus, observed: JobObservation | None, phase: Phase
+) -> datetime | None:
+    """The Job's startTime, taken with the write that says the run is running (or done):
+    a pod being created changes nothing a user acts on, so it costs no status write of its
+    own (the pod count is the Job's to show)."""
+    if previous.start_time or phase not in ("Running", "Succeeded", "Failed"):
+        return previous.start_time
+    return _time(observed.start_time if observed else None)
 
 
 def _completion(
@@ -342,7 +353,9 @@ def attempts(tj: TrainingJob, observed: JobObservation | None, attempt: int) -> 
 
 
 def lifecycle_events(previous: TrainingJobStatus, status: TrainingJobStatus) -> list[Event]:
-    """An Event for each transition, for `kubectl describe` and alerting."""
+    """An Event for each transition a user acts on or looks back for (`kubectl describe`,
+    alerting): a failure, queueing, suspend and resume, the registered Model. Each costs a
+    request per run, so what the status already says (the Job's name, running) has none."""
     events: list[Event] = []
     if status.phase != previous.phase:
         if status.phase == "Failed" and status.failure:
@@ -356,7 +369,7 @@ def lifecycle_events(previous: TrainingJobStatus, status: TrainingJobStatus) -> 
             events.append(Event("Normal", status.phase, PHASE_MESSAGES[status.phase]))
     if status.registered_model and status.registered_model != previous.registered_model:
         metric = f" ({status.key_metric})" if status.key_metric else ""
-        message = f"registered Model {status.registered_model}{metric}"
+        message = f"training succeeded; registered Model {status.registered_model}{metric}"
         events.append(Event("Normal", "ModelRegistered", message))
     ready, was = _condition(status, "Ready"), _condition(previous, "Ready")
     if ready and ready.reason in DATASET_WAITING and (was is None or was.reason != ready.reason):

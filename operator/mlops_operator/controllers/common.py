@@ -78,13 +78,19 @@ def post(body: Body, events: Iterable[Any]) -> None:
     """Post Events (objects with type, reason, message) about `body`, and log each one
     with the object it is about (the JSON log's "object")."""
     target = kopf.Body(cast(kopf.RawBody, body))
+    for event in events:
+        log_event(body, event)
+        kopf.event(target, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+def log_event(body: Body, event: Any) -> None:
+    """Log what happened to `body` as `post` does, without posting an Event (which costs a
+    request): for what the object's status already shows."""
     meta = body["metadata"]
     ref = {key: meta.get(key) for key in ("namespace", "name", "uid")}
     ref |= {"apiVersion": body.get("apiVersion"), "kind": body.get("kind")}
-    for event in events:
-        level = logging.WARNING if event.type == "Warning" else logging.INFO
-        log.log(level, "%s: %s", event.reason, event.message, extra={"k8s_ref": ref})
-        kopf.event(target, type=event.type, reason=event.reason, message=event.message[:1024])
+    level = logging.WARNING if event.type == "Warning" else logging.INFO
+    log.log(level, "%s: %s", event.reason, event.message, extra={"k8s_ref": ref})
 
 
 class Ticker:

@@ -39,6 +39,7 @@ from mlops_operator.builders.training_status import (
 )
 from mlops_operator.controllers.common import (
     enqueue,
+    log_event,
     maybe_exit_for_fault_test,
     post,
     serialized,
@@ -163,7 +164,7 @@ def _reconcile_fresh(kube: Kube, namespace: str, name: str) -> None:
         # A finished run ignores spec changes, but says it has seen them (kstatus, kubectl wait).
         if tj.status and tj.status.observed_generation != tj.metadata.generation:
             _write_status(kube, body, tj.status, observed_at(tj.status, tj.metadata.generation))
-        _expire_job(kube, tj)
+        _done_with(kube, tj)
         return
     _reconcile(kube, body, tj)
 
@@ -187,8 +188,8 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
             _finish(kube, body, tj, waiting, job_name, job=None, attempt=1, dataset=None)
             return
         job, created = _create_job(kube, tj, attempt=1, dataset=resolved)
-        if created:
-            post(body, [Event("Normal", "JobCreated", f"created Job {job_name}")])
+        if created:  # logged, not an Event: status.jobName says it
+            log_event(body, Event("Normal", "JobCreated", f"created Job {job_name}"))
     else:
         job = kube.get_job(namespace, job_name)
         # Fixed when the Job was made: its annotation, else the status (a plain uri needs no
@@ -250,7 +251,7 @@ def _finish(
         # A run that cannot pull its image would hold its node (and GPUs) forever.
         kube.patch_job(job["metadata"]["namespace"], job_name, {"spec": {"suspend": True}})
     if is_finished(status):
-        _expire_job(kube, tj.model_copy(update={"status": status}))
+        _done_with(kube, tj.model_copy(update={"status": status}))
 
 
 def _create_job(
@@ -390,11 +391,15 @@ def _write_status(
     write_status(kube, PLURAL, body, previous.wire(), status.wire())
 
 
-def _expire_job(kube: Kube, tj: TrainingJob) -> None:
-    """Apply ttlSecondsAfterFinished to the Job only now that its output is safe."""
+def _done_with(kube: Kube, tj: TrainingJob) -> None:
+    """A finished run: its pods leave the cache; ttlSecondsAfterFinished goes on its Job
+    only now that its output is safe."""
     ttl = tj.spec.ttl_seconds_after_finished
     job_name = tj.status.job_name if tj.status else None
-    if ttl is None or job_name is None:
+    if job_name is None:
+        return
+    kube.release_pods(tj.metadata.namespace or "", job_name)
+    if ttl is None:
         return
     job = kube.get_job(tj.metadata.namespace or "", job_name)
     if job is not None and (job.get("spec") or {}).get("ttlSecondsAfterFinished") != ttl:

@@ -35,16 +35,48 @@ def version_of(body: Body) -> str:
     return f"g{generation}" if generation is not None else f"r{meta.get('resourceVersion')}"
 
 
-def _slim(kind: str, body: Body) -> Body:
-    """What the cache keeps of a body: not what is large and never read (managedFields; a
-    Job's pod template; a pod's spec). Shallow copies, so kopf's own body is untouched."""
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# Of a training pod, what the TrainingJob controller reads: its identity and labels (its
+# Job's name, the index), the worker index, its phase and each container's state (exit
+# code, termination message, waiting reason).
+POD_META = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
+POD_ANNOTATIONS = ("batch.kubernetes.io/job-completion-index",)
+
+
+def _slim_meta(meta: Body) -> Body:
+    """Metadata without what is large and never read: managedFields, and kubectl's copy of
+    the whole applied manifest."""
+    meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return meta
+
+
+def _slim_pod(body: Body) -> Body:
     meta = body.get("metadata") or {}
-    if "managedFields" in meta:
-        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    kept = {k: meta[k] for k in POD_META if k in meta}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in POD_ANNOTATIONS}
+    if annotations:
+        kept["annotations"] = annotations
+    status = body.get("status") or {}
+    containers = [{"name": c.get("name"), "state": c.get("state") or {}}
+                  for c in status.get("containerStatuses") or []]  # fmt: skip
+    return {
+        "metadata": kept,
+        "status": {"phase": status.get("phase"), "containerStatuses": containers},
+    }
+
+
+def _slim(kind: str, body: Body) -> Body:
+    """What the cache keeps of a body: the fields the controllers read, without what is
+    large and never read (managedFields, last-applied; a Job's pod template; all of a pod
+    but its identity and its containers' states). Built anew, so kopf's body is untouched."""
     if kind == "pods":
-        body = {k: v for k, v in body.items() if k != "spec"}
-    elif kind == "jobs" and "template" in (body.get("spec") or {}):
-        body = {**body, "spec": {k: v for k, v in body["spec"].items() if k != "template"}}
+        return _slim_pod(body)
+    body = {**body, "metadata": _slim_meta(body.get("metadata") or {})}
+    if kind == "jobs" and "template" in (body.get("spec") or {}):
+        body["spec"] = {k: v for k, v in body["spec"].items() if k != "template"}
     return body
 
 

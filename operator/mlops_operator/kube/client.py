@@ -374,6 +374,13 @@ class Kube:
             self.cache.observe("pods", pod)
         return items
 
+    def release_pods(self, namespace: str, job: str) -> None:
+        """Forget a finished run's pods: nothing reads them again (their report and exit
+        codes are in the TrainingJob's status), and at thousands of runs they would be most
+        of the cache. An event about one later brings it back, as any pod."""
+        for pod in self.cache.labelled("pods", namespace, job):
+            self.cache.forget("pods", namespace, pod["metadata"]["name"])
+
     def workload_of(self, namespace: str, job_uid: str) -> Body | None:
         """Kueue's Workload of a Job, as the watch last showed it (None before it comes)."""
         found = self.cache.labelled("workloads", namespace, job_uid)
