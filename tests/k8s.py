@@ -46,8 +46,13 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
-def events(cluster: Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
-    listed = items(cluster, namespace, "events", f"--field-selector=involvedObject.name={name}")
+def events(
+    cluster: Cluster, namespace: str, name: str, kind: str | None = None
+) -> list[tuple[str, str]]:
+    """(type, reason) of the Events about `name`; of `kind` only when given (a TrainingJob
+    and its Job share a name, and the Job controller records its own)."""
+    selector = f"involvedObject.name={name}" + (f",involvedObject.kind={kind}" if kind else "")
+    listed = items(cluster, namespace, "events", f"--field-selector={selector}")
     return [(e["type"], e["reason"]) for e in listed]
 
 
