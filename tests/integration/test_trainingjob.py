@@ -96,7 +96,8 @@ def test_success_registers_a_model_with_metrics_and_lineage(
     assert lineage["hyperparameters"] == {"C": "1.0"}
     assert "ownerReferences" not in model["metadata"], "the Model outlives its TrainingJob"
     _registered(cluster, ns, "iris-a", "iris-v1")
-    assert events(cluster, ns, "iris-a", "TrainingJob") == [("Normal", "ModelRegistered")], "the outcome only"
+    outcome = [("Normal", "ModelRegistered")]
+    assert events(cluster, ns, "iris-a", "TrainingJob") == outcome, "the outcome only"
     # The Model controller takes the new Model over: valid, so Ready, with its key metric.
     wait(cluster, ns, "mdl/iris-v1", "condition=Ready")
     model = get(cluster, ns, "mdl", "iris-v1")
