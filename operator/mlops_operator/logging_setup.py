@@ -35,6 +35,11 @@ def configure(log_format: str, verbose: bool) -> None:
     # kopf's own setup: levels, its handler, asyncio's noise kept out; text lines are
     # prefixed with [namespace/name].
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL, log_prefix=True)
+    # kopf logs "Handler '...' succeeded." at INFO for every handler of every watch event:
+    # about 20 lines per TrainingJob, 7 % of the samples under a burst, on the event loop
+    # (docs/benchmarks.md), and nothing a reader needs. Its warnings and errors (a failing
+    # handler) stay; --verbose shows everything.
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
     if log_format == "json":
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
