@@ -11,10 +11,11 @@ import pytest
 
 from mlops_operator import storage
 from mlops_operator.api import Model, ModelDeployment
+from mlops_operator.api.model import ModelStatus
 from mlops_operator.builders import serving
 from mlops_operator.builders.analysis import Judgement
 from mlops_operator.builders.pods import why_not_ready
-from mlops_operator.builders.registry import model_readiness, served_by
+from mlops_operator.builders.registry import model_readiness, served_by, serving_fields
 from mlops_operator.builders.rollout import (
     Track,
     analysis_due,
@@ -642,3 +643,13 @@ def test_storage_init_fetches_the_reference_only_with_the_recorded_digest(tmp_pa
     with pytest.raises(ValueError, match="the Model says sha256:cccc"):
         storage.fetch_reference(str(source), "sha256:" + "c" * 64, str(tmp_path / "bad"))
     assert not (tmp_path / "bad" / "reference.json").exists()
+
+
+def test_a_model_served_by_more_deployments_than_its_status_lists_still_validates() -> None:
+    # 100 ModelDeployments on one version: a list of 100 was refused (maxItems 64), so the
+    # Model's status was never written again (found by bench/drift_reads.py).
+    names = [f"md-{i:03d}" for i in range(100)]
+    status = ModelStatus.model_validate(serving_fields(names))
+    assert status.served_by == names[:64]
+    assert status.served_by_count == 100
+    assert serving_fields([]) == {"served_by": [], "served_by_count": None}

@@ -131,6 +131,10 @@ class ModelSpec(ApiModel):
     )
 
 
+# Status lists are bounded (the API server checks maxItems); a version can serve more.
+SERVED_BY_LISTED = 64
+
+
 class ModelStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -142,7 +146,12 @@ class ModelStatus(ApiModel):
         default=None, description="`name=value` of spec.keyMetric, for `kubectl get`."
     )
     served_by: list[DnsSubdomain] = Field(
-        default_factory=list, max_length=64, description="ModelDeployments serving this version."
+        default_factory=list,
+        max_length=SERVED_BY_LISTED,
+        description="ModelDeployments serving this version: the first 64 by name.",
+    )
+    served_by_count: int | None = Field(
+        default=None, ge=0, description="How many ModelDeployments serve this version."
     )
 
 

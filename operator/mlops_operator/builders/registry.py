@@ -8,7 +8,13 @@ from pydantic import ValidationError
 
 from mlops_operator.api import API_VERSION, Model, ModelSpec, TrainingJob, model_object_name
 from mlops_operator.api.common import RESERVED_PREFIX, ResolvedDataset
-from mlops_operator.api.model import Artifact, Lineage, TrainingJobRef, TriggerRecord
+from mlops_operator.api.model import (
+    SERVED_BY_LISTED,
+    Artifact,
+    Lineage,
+    TrainingJobRef,
+    TriggerRecord,
+)
 from mlops_operator.api.report import TrainingReport
 from mlops_operator.builders.meta import child_labels, name_and_uid
 from mlops_operator.builders.serving import MLSERVER_IMPLEMENTATIONS as MLSERVER_FORMATS
@@ -118,3 +124,9 @@ def served_by(deployments: list[dict[str, Any]], model: str) -> list[str]:
         if model in (status.get("currentModel"), canary_model):
             serving.append(md["metadata"]["name"])
     return sorted(serving)
+
+
+def serving_fields(serving: list[str]) -> dict[str, Any]:
+    """The Model status fields for the ModelDeployments serving it: the list is bounded (a
+    longer one is refused by the API server), the count is not."""
+    return {"served_by": serving[:SERVED_BY_LISTED], "served_by_count": len(serving) or None}

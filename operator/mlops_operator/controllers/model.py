@@ -19,7 +19,7 @@ from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelStatus, describe_errors
 from mlops_operator.builders.conditions import Readiness, set_readiness
 from mlops_operator.builders.meta import Event
-from mlops_operator.builders.registry import model_readiness, served_by
+from mlops_operator.builders.registry import model_readiness, served_by, serving_fields
 from mlops_operator.controllers.common import enqueue, post, write_status
 from mlops_operator.kube import Body, Kube
 
@@ -104,7 +104,7 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
     if body["metadata"].get("deletionTimestamp"):
         ready, reason = False, "InUse" if serving else "Deleting"
         message = (
-            f"deletion waits: still served by ModelDeployment {', '.join(serving)}"
+            f"deletion waits: still served by ModelDeployment {_names(serving)}"
             if serving
             else "being deleted"
         )
@@ -122,7 +122,7 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
             "conditions": conditions,
             "observed_generation": generation,
             "key_metric": f"{key}={metric:g}" if key and metric is not None else None,
-            "served_by": serving,
+            **serving_fields(serving),
         }
     )
     if write_status(kube, PLURAL, body, previous.wire(), status.wire()) and not ready:
@@ -130,6 +130,11 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
         if was is None or was.reason != reason:
             blocked = reason == "InUse"
             post(body, [Event("Warning", "DeletionBlocked" if blocked else reason, message)])
+
+
+def _names(serving: list[str], shown: int = 5) -> str:
+    more = f" and {len(serving) - shown} more" if len(serving) > shown else ""
+    return ", ".join(serving[:shown]) + more
 
 
 def _sync_finalizer(kube: Kube, body: Body, serving: list[str]) -> tuple[Body, bool]:
