@@ -65,8 +65,15 @@ def _run(args: argparse.Namespace) -> int:
         lost.set()
         stop.set()
 
+    # Renewed until kopf has stopped, not only until `stop`: its handlers may write while it
+    # drains, and a drain longer than the renew deadline would leave nothing to release.
+    drained = threading.Event()
+    keeper = None
     if election is not None:
-        threading.Thread(target=election.keep, args=(stop, lose), name="lease", daemon=True).start()
+        keeper = threading.Thread(
+            target=election.keep, args=(drained, lose), name="lease", daemon=True
+        )
+        keeper.start()
     failed: list[BaseException] = []
 
     def operate() -> None:
@@ -92,7 +99,9 @@ def _run(args: argparse.Namespace) -> int:
     operator.start()
     while operator.is_alive():
         operator.join(timeout=1.0)
-    if election is not None:
+    drained.set()
+    if election is not None and keeper is not None:
+        keeper.join(timeout=election.longest_round)  # a renew in flight ends
         election.release()
     if failed:
         raise failed[0]

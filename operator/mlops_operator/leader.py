@@ -65,6 +65,11 @@ class LeaderElection:
         renewed = self._renewed_at
         return renewed is not None and self._clock() - renewed < self.renew_deadline
 
+    @property
+    def longest_round(self) -> float:
+        """How long one renew round can last: the wait, a read and a replace at their timeouts."""
+        return self.retry + 2 * sum(TIMEOUT)
+
     def acquire(self, stop: threading.Event) -> bool:
         """Block until we hold the Lease (True), or `stop` is set (False)."""
         while not stop.is_set():
@@ -91,9 +96,13 @@ class LeaderElection:
                 return
 
     def release(self) -> None:
-        """Give the Lease up (on a clean shutdown), so a standby takes over at once."""
-        if not self.leading():
-            return
+        """Give the Lease up (on a clean shutdown), so a standby takes over at once.
+
+        Even past our renew deadline: if the Lease still names us, no one took it over, and
+        the compare-and-swap below cannot undo a successor's write.
+        """
+        if self._renewed_at is None:
+            return  # never held, or released already
         self._renewed_at = None  # no more writes from here on
         try:
             lease = self._read()
