@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pytest
 from tests.fixtures import ROOT, Cluster, fresh_namespace
 from tests.measured import Measured
 from tests.operators import Operator
+from tests.polling import until
 
 PREFIX = "ch"  # the namespaces the fault tests' operators watch
 LEASE_NAMESPACE = "mlops-system"
@@ -66,26 +66,6 @@ def record(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Write a test's figures to RESULTS (and the session's summary), one JSON line each."""
     scale = "full" if SCALE is FULL else "ci"
     return partial(MEASURED.write, request.node.name, scale=scale)
-
-
-def until(
-    check: Callable[[], Any],
-    timeout: float,
-    what: str,
-    every: float = 0.5,
-    explain: Callable[[], str] | None = None,
-) -> Any:
-    """Poll until `check()` returns something truthy (and return it); fail naming `what`,
-    with what `explain()` says about the state it was stuck in (CI keeps no logs)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            detail = f"\n{explain()}" if explain else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(every)
 
 
 class Supervised:

@@ -20,8 +20,9 @@ from kubernetes import client, watch
 from tests.fixtures import Cluster
 from tests.integration.test_modeldeployment import deployment, model, served_version
 from tests.k8s import apply, status
+from tests.polling import until
 
-from .conftest import LEASE_NAMESPACE, SCALE, Supervised, until
+from .conftest import LEASE_NAMESPACE, SCALE, Supervised
 from .registry import all_registered, assert_registered_once, runs, start_runs, unregistered
 
 CANARY = {

@@ -16,8 +16,9 @@ from tests.fixtures import Cluster
 from tests.integration.test_trainingjob import trainingjob
 from tests.k8s import apply, events, status
 from tests.operators import Operator
+from tests.polling import until
 
-from .conftest import PREFIX, until
+from .conftest import PREFIX
 from .proxy import HangingProxy
 from .registry import all_registered, assert_registered_once
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from tests.fixtures import Cluster, fresh_namespace
 from tests.operators import Operator
+from tests.polling import until
 
-from .conftest import PREFIX, SCALE, Supervised, until
+from .conftest import PREFIX, SCALE, Supervised
 from .registry import all_registered, assert_registered_once, runs, start_runs, unregistered
 
 

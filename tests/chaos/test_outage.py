@@ -18,8 +18,9 @@ from kubernetes import client
 from tests.fixtures import Cluster
 from tests.integration.test_modeldeployment import deployment, model, served_version
 from tests.k8s import apply, items, status
+from tests.polling import until
 
-from .conftest import LEASE_NAMESPACE, SCALE, Supervised, until
+from .conftest import LEASE_NAMESPACE, SCALE, Supervised
 from .registry import all_registered, assert_registered_once, runs, start_runs, unregistered
 
 CANARY = {"type": "Canary", "canary": {"steps": [{"weight": 50, "pauseSeconds": 20}]}}

@@ -27,6 +27,7 @@ from tests.e2e.realnode import (
     wait,
 )
 from tests.fixtures import Cluster
+from tests.polling import until
 from tests.readiness import summary
 
 # Training runs, rollouts and a canary's pause in each, with the cluster's setup in the first.
@@ -91,7 +92,9 @@ def loop(real: Cluster, workspace: str) -> str:
                 "steps": [{"weight": 50, "pauseSeconds": 40}],
                 # The retrained model fits the drifted traffic; the served one does not. The
                 # absolute drift limit is loose: the margin over the stable version is tested.
-                "analysis": {"minRequests": 40, "maxDrift": 0.5},
+                # Drift is judged on minSamples rows, one a request: the step waits for them
+                # (a loaded node sends fewer than the client's 10 a second).
+                "analysis": {"minRequests": 100, "maxDrift": 0.5},
             }},
             "progressDeadlineSeconds": 180,
             "monitoring": {"intervalSeconds": 10, "minSamples": 100, "windowSeconds": 60},
@@ -116,10 +119,13 @@ def conditions(real: Cluster, namespace: str, name: str) -> dict[str, dict[str, 
 
 
 def events(real: Cluster, namespace: str, reason: str) -> list[dict[str, Any]]:
+    """The Events of `loop` with this reason, once there is one (an Event is posted after
+    the status that records the same transition, so it may land a moment later)."""
     about = f"--field-selector=involvedObject.name=loop,reason={reason}"
-    found: list[dict[str, Any]] = kubectl_json(real, "get", "events", "-n", namespace, about)[
-        "items"
-    ]
+    found: list[dict[str, Any]] = until(
+        lambda: kubectl_json(real, "get", "events", "-n", namespace, about)["items"],
+        30, f"a {reason} Event about loop",
+    )  # fmt: skip
     return found
 
 

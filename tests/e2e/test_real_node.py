@@ -34,6 +34,7 @@ from tests.e2e.realnode import (
     wait,
 )
 from tests.fixtures import Cluster, local_cluster
+from tests.polling import until
 from tests.readiness import summary
 
 
@@ -166,8 +167,12 @@ def test_the_monitor_in_front_of_mlserver_measures_drift_on_the_shifted_feature_
     scores = {f["name"]: f["psi"] for f in drift["features"]}
     assert scores["petal_length"] > 1.0
     assert all(scores[f] < 0.2 for f in ("sepal_length", "sepal_width", "petal_width")), scores
+    # The Event is posted after the status is written: it may land a moment later.
     about = "--field-selector=involvedObject.name=iris,reason=DriftDetected"
-    (event,) = kubectl_json(real, "get", "events", "-n", workspace, about)["items"]
+    (event,) = until(
+        lambda: kubectl_json(real, "get", "events", "-n", workspace, about)["items"],
+        30, "the DriftDetected Event",
+    )  # fmt: skip
     assert "petal_length PSI" in event["message"]
 
 

@@ -3,7 +3,7 @@ token, and namespaces it watches. The cluster itself comes from tests/fixtures.p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test of the test operator shows what the operator logged about the test's
+    namespace (CI keeps no logs, and a timed-out wait says nothing of why)."""
+    report = yield
+    namespace = getattr(item, "funcargs", {}).get("op_namespace")
+    operator = getattr(item, "funcargs", {}).get("operator")
+    if report.when == "call" and report.failed and namespace and operator:
+        lines = [line for line in operator.log().splitlines() if namespace in line]
+        report.sections.append((f"operator log about {namespace}", "\n".join(lines[-80:])))
+    return report
 
 
 @pytest.fixture
