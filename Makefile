@@ -99,8 +99,11 @@ helm-lint: helm ## helm lint --strict charts/mlops-operator
 # by side (make's own -j order would leave the images until a slot frees late). Each lane runs
 # its targets in order (-j1: make says it resets the jobserver for it); the venv comes first,
 # once, because two lanes need it.
+# LANES=1 runs the three lanes one after another (the cold-build comparison in
+# docs/development.md).
+LANES ?= 3
 test: ## Everything CI runs: lint, generated-file checks, unit and integration tests
-	$(MAKE) --no-print-directory -j3 test-prereqs
+	$(MAKE) --no-print-directory -j$(LANES) test-prereqs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-prereqs lane-kube lane-node lane-checks

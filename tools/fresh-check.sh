@@ -36,8 +36,11 @@ peak_file="$work/.peak"
 echo 0 >"$peak_file"
 (
   while sleep 30; do
-    used=$(du -sxb "$work" 2>/dev/null | cut -f1 || echo 0)
-    (( used > $(cat "$peak_file") )) && echo "$used" >"$peak_file"
+    # du exits 1 when a file vanishes mid-walk (a build's temporary files) yet still prints
+    # the total: keep that number, and count a sample with none as 0.
+    used=$( { du -sxb "$work" 2>/dev/null || true; } | cut -f1)
+    [[ "$used" =~ ^[0-9]+$ ]] || used=0
+    if (( used > $(cat "$peak_file") )); then echo "$used" >"$peak_file"; fi
   done
 ) &
 sampler=$!
@@ -59,7 +62,8 @@ start=$SECONDS
 status=0
 (cd "$work/repo" && env "${env_vars[@]}" make "$target") || status=$?
 wall=$(( SECONDS - start ))
-final=$(du -sxb "$work" | cut -f1)
+final=$( { du -sxb "$work" 2>/dev/null || true; } | cut -f1)
+[[ "$final" =~ ^[0-9]+$ ]] || final=0
 peak=$(cat "$peak_file")
 (( final > peak )) && peak=$final
 
