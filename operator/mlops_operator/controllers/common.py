@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import kopf
+from kopf._core.engines import posting as kopf_posting
 
 from mlops_operator.controllers.workqueue import WorkQueue
 from mlops_operator.kube import POOL_SIZE, Body, Kube
@@ -53,6 +54,7 @@ def enqueue(
 ) -> None:
     """Reconcile this object soon, on the work queue's threads (see workqueue.py); `first`
     puts it ahead of the queue, for an object nothing has been done for yet."""
+    _remember_posting_context()
     _queue.add((kind, namespace, name), work, first=first)
 
 
@@ -74,13 +76,41 @@ def write_status(kube: Kube, plural: str, body: Body, old: Body, new: Body) -> b
     return True
 
 
+# kopf.event finds kopf's Event queue through context variables that kopf sets only inside
+# its own per-object tasks. Work that began elsewhere runs without them: the resync ticker
+# (started from a startup handler) and any queued reconcile whose context a resync replaced
+# (the queue keeps the newest). There kopf.event raised LookupError and the Event was lost
+# (an AnalysisFailed or DriftDetected missing from `kubectl describe`). So the context of the
+# last kopf handler that queued work is kept, and an Event posted without one is posted in it
+# (kopf has one Event queue per operator, whatever the object).
+_posting_context: contextvars.Context | None = None
+
+
+def _remember_posting_context() -> None:
+    global _posting_context
+    if kopf_posting.event_queue_var in contextvars.copy_context():
+        _posting_context = contextvars.copy_context()
+
+
 def post(body: Body, events: Iterable[Any]) -> None:
     """Post Events (objects with type, reason, message) about `body`, and log each one
     with the object it is about (the JSON log's "object")."""
     target = kopf.Body(cast(kopf.RawBody, body))
+    here = contextvars.copy_context()
+    context = here if kopf_posting.event_queue_var in here else _posting_context
     for event in events:
         log_event(body, event)
-        kopf.event(target, type=event.type, reason=event.reason, message=event.message[:1024])
+        if context is None:  # before any kopf handler ran: only the log has it
+            log.warning("Event %s not posted: kopf's Event queue is not running", event.reason)
+            continue
+        # A copy each time: one Context cannot be entered by two threads at once.
+        context.copy().run(
+            kopf.event,
+            target,
+            type=event.type,
+            reason=event.reason,
+            message=event.message[:1024],
+        )
 
 
 def log_event(body: Body, event: Any) -> None:
