@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from typing import Any
 
 import yaml
+from kubernetes import client, watch
 
 from tests.fixtures import Cluster
 
@@ -60,3 +63,46 @@ def status(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, 
     """The object's status; empty until the operator has written one."""
     found: dict[str, Any] = get(cluster, namespace, kind, name).get("status") or {}
     return found
+
+
+class SpecHistory:
+    """Every spec each Deployment of a namespace had, in order, from a watch: a flap (two
+    writers putting back each other's spec) shows as a spec that comes back."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self._apps = client.AppsV1Api(api)
+        self.namespace = namespace
+        self.specs: dict[str, list[str]] = {}
+        self._watch = watch.Watch()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        version = ""
+        while not self._stopped.is_set():
+            try:
+                for event in self._watch.stream(
+                    self._apps.list_namespaced_deployment, self.namespace,
+                    resource_version=version, timeout_seconds=300,
+                ):  # fmt: skip
+                    version = event["object"].metadata.resource_version
+                    if event["type"] != "DELETED":
+                        self._seen(event["object"])
+            except Exception:  # a watch that ended early: go on from where it was
+                continue
+
+    def _seen(self, deployment: Any) -> None:
+        spec = json.dumps(self._apps.api_client.sanitize_for_serialization(deployment.spec),
+                          sort_keys=True)  # fmt: skip
+        digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        seen = self.specs.setdefault(deployment.metadata.name, [])
+        if not seen or seen[-1] != digest:
+            seen.append(digest)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._watch.stop()
+
+    def flaps(self) -> dict[str, list[str]]:
+        return {name: specs for name, specs in self.specs.items() if len(set(specs)) < len(specs)}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from mlops_operator.controllers.common import FAULT_ENV
 from tests.fixtures import OPERATOR_PREFIX, fresh_namespace
-from tests.k8s import apply, condition, events, get, items, wait
+from tests.k8s import SpecHistory, apply, condition, events, get, items, wait
 from tests.readiness import summary
 
 from .conftest import Cluster, Operator
@@ -151,6 +153,42 @@ def test_canary_steps_then_promotes(cluster: Cluster, op_namespace: str) -> None
     assert served_version(cluster, ns, "can") == 2
     assert get(cluster, ns, "deployment", "can")["spec"]["replicas"] == 4
     assert ("Normal", "CanaryStep") in events(cluster, ns, "can")
+
+
+def test_a_crash_between_a_canary_step_s_two_writes_never_takes_the_step_back(
+    cluster: Cluster, op_namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    """The process dies right after it recorded a canary's next step, before it scaled the
+    Deployments for it: the status already says the new step, the next process carries it
+    out, and no Deployment ever gets an earlier spec back (the flap the failover test saw
+    when the children were written first)."""
+    ns = op_namespace
+    steps = [{"weight": 25, "pauseSeconds": 2}, {"weight": 50, "pauseSeconds": 2}]
+    canary = {"type": "Canary", "canary": {"steps": steps}}
+    history = SpecHistory(cluster.api, ns)
+    operator.kill()
+    faulty = Operator(cluster, tmp_path / "faulty.log", env={FAULT_ENV: "after-canary-step-status"})
+    try:
+        faulty.start()
+        apply(cluster, ns, model(1), model(2), deployment("can", version=1, replicas=4,
+                                                          strategy=canary))  # fmt: skip
+        wait(cluster, ns, "mdep/can", "condition=Ready")
+        apply(cluster, ns, deployment("can", version=2, replicas=4, strategy=canary))
+        assert faulty.proc is not None
+        assert faulty.proc.wait(timeout=120) == 70, faulty.log()
+        assert get(cluster, ns, "mdep", "can")["status"]["canary"]["weight"] == 50
+        assert get(cluster, ns, "deployment", "can-canary")["spec"]["replicas"] == 1
+    finally:
+        faulty.stop()
+        operator.start()
+    try:
+        wait(cluster, ns, "mdep/can", "jsonpath={.status.currentVersion}=2")
+        wait(cluster, ns, "deployment/can-canary", "delete")
+    finally:
+        history.stop()
+    assert not history.flaps(), f"a Deployment's spec came back: {history.specs}"
+    # The successor carried out the recorded step (2 canary replicas) before promoting.
+    assert len(history.specs["can-canary"]) == 2, history.specs
 
 
 def test_a_canary_that_cannot_be_judged_is_rolled_back_not_promoted(

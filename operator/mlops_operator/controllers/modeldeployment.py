@@ -38,6 +38,7 @@ from mlops_operator.controllers import model as model_controller
 from mlops_operator.controllers.common import (
     Ticker,
     enqueue,
+    maybe_exit_for_fault_test,
     post,
     write_status,
 )
@@ -177,9 +178,17 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     decided = plan(
         md, target, reason, stable, canary, now, _why_not_ready(kube, md, now), judgement
     )
-    _apply(kube, md, decided, {m.spec.version: m for m in models}, canary_exists=canary.exists)
     decided_status = decided.status.model_copy(update={"url": serving.url(md)})
+    # The decision is recorded before it is carried out. A process that dies between the two
+    # writes leaves a status its successor goes on from (it applies the step again); the
+    # other order left children one step ahead of a status that said the step before, and a
+    # successor that found the new step's pods not yet Ready put the old step's replicas
+    # back (a Deployment flapping in the failover test). A write refused as stale (409)
+    # applies nothing.
     write_status(kube, PLURAL, body, status.wire(), decided_status.wire())
+    if _advanced(status, decided_status):
+        maybe_exit_for_fault_test("after-canary-step-status")
+    _apply(kube, md, decided, {m.spec.version: m for m in models}, canary_exists=canary.exists)
     before = {status.current_model, _canary_model(body)}
     after = {decided_status.current_model, _canary_model({**body, "status": decided_status.wire()})}
     if before != after:
@@ -195,6 +204,14 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     tick = partial(reconcile, kube, namespace, name) if decided.in_progress else None
     _rollouts.want((namespace, name), tick)
     _drift_reads.want((namespace, name), partial(_drift_due, kube, namespace, name))
+
+
+def _advanced(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> bool:
+    """The pass moved a canary to a later step of the same version."""
+    was, now = before.canary, after.canary
+    if was is None or now is None:
+        return False
+    return now.version == was.version and now.step > was.step
 
 
 def _drift_due(kube: Kube, namespace: str, name: str) -> None:
