@@ -7,7 +7,8 @@ from typing import Any
 
 from mlops_operator.controllers.common import FAULT_ENV
 from tests.fixtures import OPERATOR_PREFIX, fresh_namespace
-from tests.k8s import SpecHistory, apply, condition, events, get, items, wait
+from tests.k8s import SpecHistory, apply, condition, events, get, items, status, wait
+from tests.polling import until
 from tests.readiness import summary
 
 from .conftest import Cluster, Operator
@@ -246,6 +247,39 @@ def test_a_version_that_never_gets_ready_is_rolled_back(
     assert summary(md["status"]["conditions"]) == ("Stalled", "RolledBack")
     assert "rolled back to version 1" in condition(md, "Ready")["message"]
     assert ("Warning", "RolledBack") in events(cluster, ns, "safe")
+
+
+def test_a_canary_that_stops_being_ready_in_its_pause_is_rolled_back(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    """Ready once, then not (the kubelet marks a crashed container's pod not Ready; here its
+    Ready condition is set False as a kubelet would): within a 600 s pause, the canary is
+    rolled back progressDeadlineSeconds later, not promoted after the pause."""
+    ns = op_namespace
+    steps = [{"weight": 25, "pauseSeconds": 600}, {"weight": 50}]
+    spec = {"replicas": 4, "progressDeadlineSeconds": 10,
+            "strategy": {"type": "Canary", "canary": {"steps": steps}}}  # fmt: skip
+    apply(cluster, ns, model(1), model(2), deployment("flaky", version=1, **spec))
+    wait(cluster, ns, "mdep/flaky", "condition=Ready")
+    apply(cluster, ns, deployment("flaky", version=2, **spec))
+    until(
+        lambda: (status(cluster, ns, "mdep", "flaky").get("canary") or {}).get("stepStartedAt"),
+        60,
+        "the canary Ready at 25%",
+    )
+    pods = items(cluster, ns, "pod", "-l", "mlops.seed.dev/track=canary")
+    assert len(pods) == 1
+    unready = '{"status": {"conditions": [{"type": "Ready", "status": "False"}]}}'
+    cluster.kubectl("patch", "-n", ns, "pod", pods[0]["metadata"]["name"],
+                    "--subresource=status", "--type=strategic", "-p", unready)  # fmt: skip
+    wait(cluster, ns, "mdep/flaky", "condition=Degraded", timeout=60)
+    md = get(cluster, ns, "mdep", "flaky")
+    assert md["status"]["currentVersion"] == 1
+    assert md["status"]["failedVersion"] == 2
+    assert summary(md["status"]["conditions"]) == ("Stalled", "RolledBack")
+    assert "stopped being Ready at step 1 of 2 (25%)" in md["status"]["history"][0]["message"]
+    wait(cluster, ns, "deployment/flaky-canary", "delete")
+    assert served_version(cluster, ns, "flaky") == 1
 
 
 def test_a_pinned_first_rollout_past_its_deadline_stalls(

@@ -349,6 +349,124 @@ def test_with_auto_rollback_off_a_failed_analysis_holds_the_canary_stalled() -> 
     assert again.events == []
 
 
+PAUSED = {"strategy": {"type": "Canary", "canary": {
+    "steps": [{"weight": 25, "pauseSeconds": 600}, {"weight": 50}]}},
+    "replicas": 4, "progressDeadlineSeconds": 60}  # fmt: skip
+
+
+def at_step_0(spec: dict[str, Any], restarts: int = 0) -> ModelDeployment:
+    """A canary of version 2 at 25 %, Ready since NOW, in a 600 s pause."""
+    step0 = plan(md(serving_status(1), **spec), model(2), "r", ready(1, 4), Track(), NOW)
+    canary = Track(True, 2, 1, 1, True, restarts=restarts)
+    held = plan(md(step0.status.wire(), **spec), model(2), "r", ready(1, 3), canary, NOW)
+    return md(held.status.wire(), **spec)
+
+
+def test_a_canary_that_stops_being_ready_in_its_pause_is_rolled_back_past_the_deadline() -> None:
+    held = at_step_0(PAUSED)
+    unready = Track(True, 2, 1, 0, False)
+    t = NOW + timedelta(seconds=100)
+    gone = plan(held, model(2), "r", ready(1, 3), unready, t)
+    assert gone.status.canary is not None
+    assert gone.status.canary.unready_since == t
+    assert gone.canary == (2, 1), "within the deadline: still the canary"
+    # Ready again within the deadline: the clock is forgotten.
+    back = plan(md(gone.status.wire(), **PAUSED), model(2), "r", ready(1, 3),
+                ready(2, 1), t + timedelta(seconds=30))  # fmt: skip
+    assert back.status.canary is not None
+    assert back.status.canary.unready_since is None
+    again = plan(md(back.status.wire(), **PAUSED), model(2), "r", ready(1, 3), unready,
+                 t + timedelta(seconds=40))  # fmt: skip
+    late = plan(md(again.status.wire(), **PAUSED), model(2), "r", ready(1, 3), unready,
+                t + timedelta(seconds=101))  # fmt: skip
+    assert late.canary is None
+    assert late.stable == (1, 4)
+    assert late.status.failed_version == 2
+    assert summary(late.status.conditions) == ("Stalled", "RolledBack")
+    assert late.status.history[0].message == (
+        "version 2 stopped being Ready at step 1 of 2 (25%) and was not Ready again within 60s;"
+        " rolled back to version 1"
+    )
+
+
+def test_a_container_restart_during_a_step_fails_it_at_once() -> None:
+    held = at_step_0(PAUSED, restarts=2)
+    assert held.status is not None
+    assert held.status.canary is not None
+    assert held.status.canary.restarts == 2, "the count when the step's pods became Ready"
+    crashed = Track(True, 2, 1, 1, True, restarts=3)
+    back = plan(held, model(2), "r", ready(1, 3), crashed, NOW + timedelta(seconds=5))
+    assert back.canary is None
+    assert summary(back.status.conditions) == ("Stalled", "RolledBack")
+    assert "a container of version 2 restarted at step 1 of 2 (25%) (1 restarts)" in (
+        back.status.history[0].message or ""
+    )
+    # A replaced pod counts from 0: the baseline follows it down, it is not a restart.
+    replaced = Track(True, 2, 1, 1, True, restarts=0)
+    calm = plan(held, model(2), "r", ready(1, 3), replaced, NOW + timedelta(seconds=5))
+    assert calm.status.canary is not None
+    assert calm.status.canary.restarts == 0
+    assert calm.canary == (2, 1)
+
+
+def test_a_later_step_and_the_promotion_each_have_the_deadline() -> None:
+    spec = {**PAUSED, "strategy": {"type": "Canary", "canary": {
+        "steps": [{"weight": 25, "pauseSeconds": 10}, {"weight": 50}]}}}  # fmt: skip
+    held = at_step_0(spec)
+    t = NOW + timedelta(seconds=500)  # long after the rollout began
+    step1 = plan(held, model(2), "r", ready(1, 3), ready(2, 1), t)
+    assert step1.status.canary is not None
+    assert (step1.status.canary.step, step1.status.canary.step_entered_at) == (1, t)
+    scaling = Track(True, 2, 2, 1, False)
+    waiting = plan(md(step1.status.wire(), **spec), model(2), "r", ready(1, 2), scaling,
+                   t + timedelta(seconds=60))  # fmt: skip
+    assert waiting.canary == (2, 2), "the step's own deadline, not the rollout's"
+    late = plan(md(step1.status.wire(), **spec), model(2), "r", ready(1, 2), scaling,
+                t + timedelta(seconds=61))  # fmt: skip
+    assert late.canary is None
+    assert "not Ready within 60s at step 2 of 2 (50%)" in (late.status.history[0].message or "")
+
+    promote = plan(md(step1.status.wire(), **spec), model(2), "r", ready(1, 2), ready(2, 2), t)
+    assert promote.status.canary is not None
+    assert promote.status.canary.weight == 100
+    rolling_stable = Track(True, 2, 4, 2, False)
+    still = plan(md(promote.status.wire(), **spec), model(2), "r", rolling_stable, ready(2, 2),
+                 t + timedelta(seconds=60))  # fmt: skip
+    assert still.stable == (2, 4)
+    stuck = plan(md(promote.status.wire(), **spec), model(2), "r", rolling_stable, ready(2, 2),
+                 t + timedelta(seconds=61))  # fmt: skip
+    assert stuck.stable == (1, 4)
+    assert stuck.canary is None
+    assert "within 60s of its promotion" in (stuck.status.history[0].message or "")
+
+
+def test_with_auto_rollback_off_a_broken_step_stalls_and_keeps_the_canary() -> None:
+    spec = {**PAUSED, "autoRollback": False}
+    held = at_step_0(spec)
+    unready = Track(True, 2, 1, 0, False)
+    gone = plan(held, model(2), "r", ready(1, 3), unready, NOW + timedelta(seconds=1))
+    late = plan(md(gone.status.wire(), **spec), model(2), "r", ready(1, 3), unready,
+                NOW + timedelta(seconds=62))  # fmt: skip
+    assert late.canary == (2, 1)
+    assert late.status.failed_version is None
+    assert summary(late.status.conditions) == ("Stalled", "ProgressDeadlineExceeded")
+    assert [e.reason for e in late.events] == ["ProgressDeadlineExceeded"]
+
+
+def test_a_child_deployment_past_its_own_deadline_fails_the_step() -> None:
+    body = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": {serving.VERSION_LABEL: "2"}}}},
+        "status": {"observedGeneration": 2, "replicas": 1, "conditions": [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]},
+    }  # fmt: skip
+    stuck = track(body)
+    assert stuck.stuck
+    back = plan(at_step_0(PAUSED), model(2), "r", ready(1, 3), stuck, NOW + timedelta(seconds=5))
+    assert back.canary is None
+    assert "exceeded its progress deadline" in (back.status.history[0].message or "")
+
+
 def test_a_newer_target_supersedes_the_rollout_in_flight() -> None:
     start = plan(md(serving_status(1)), model(2), "r", ready(1), Track(), NOW)
     newer = plan(md(start.status.wire()), model(3), "r", rolling(2), Track(), NOW)

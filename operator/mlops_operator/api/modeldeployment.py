@@ -404,7 +404,9 @@ class ModelDeploymentSpec(ApiModel):
         default=600,
         ge=10,
         le=86400,
-        description="A new version not Ready within this time counts as failed.",
+        description="A new version not Ready within this time counts as failed: at the start,"
+        " at each canary step, during the promotion, and once Ready, not Ready again for this"
+        " long.",
     )
     auto_rollback: bool = Field(
         default=True, description="Go back to the previous version when a new one fails."
@@ -432,6 +434,25 @@ class CanaryStatus(ApiModel):
     weight: int = Field(ge=0, le=100, description="Current percentage of new replicas.")
     step_started_at: datetime | None = Field(
         default=None, strict=False, description="When the current step's pods became Ready."
+    )
+    step_entered_at: datetime | None = Field(
+        default=None,
+        strict=False,
+        description="When the current step (or the promotion) began: its pods must be Ready"
+        " within progressDeadlineSeconds of it.",
+    )
+    unready_since: datetime | None = Field(
+        default=None,
+        strict=False,
+        description="When the current step's pods, Ready before, stopped being Ready: back"
+        " within progressDeadlineSeconds, or the step fails.",
+    )
+    restarts: int = Field(
+        default=0,
+        ge=0,
+        le=2**31 - 1,
+        description="Container restarts of the canary's pods when the step's pods became"
+        " Ready: one more during the step fails it.",
     )
 
 

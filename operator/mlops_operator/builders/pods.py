@@ -48,6 +48,15 @@ def scheduling(pod: dict[str, Any], placement: Scheduling) -> None:
         pod["priorityClassName"] = placement.priority_class_name
 
 
+def restarts(pods: list[dict[str, Any]]) -> int:
+    """Container restarts summed over `pods` (init containers apart: they run before Ready)."""
+    return sum(
+        int(c.get("restartCount") or 0)
+        for pod in pods
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+    )
+
+
 def why_not_ready(pods: list[dict[str, Any]]) -> str | None:
     """The first real reason, in the pods' own words, that keeps them from being Ready: a
     container that failed (its exit code, reason and termination message, e.g. storage-init's

@@ -39,6 +39,11 @@ class Track:
     replicas: int = 0
     ready: int = 0
     done: bool = False  # every desired pod updated and Ready
+    # The Deployment's own Progressing condition says ProgressDeadlineExceeded.
+    stuck: bool = False
+    # Container restarts summed over the track's pods (the controller counts them for a
+    # canary in progress; 0 when not counted).
+    restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,17 @@ def track(deployment: dict[str, Any] | None) -> Track:
     )
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
+    stuck = any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+    )
     return Track(
         exists=True,
         version=int(version) if version else None,
         replicas=desired,
         ready=ready,
         done=current and updated == desired and total == desired and ready >= desired,
+        stuck=current and stuck,
     )
 
 
@@ -301,32 +311,27 @@ class _Planner:
         state = self.previous.canary
         if state is None or state.version != version:
             state = CanaryStatus(version=version, step=0, weight=steps[0].weight)
-        if state.step >= len(steps):  # promotion: the stable track takes the new version
-            if self.stable.done and self.stable.version == version:
-                return self._succeeded(version, history, current)
-            status = self._status(
-                ready=("Reconciling", "Promoting", f"promoting version {version}"),
-                history=history,
-                canary=state,
-            )
-            status = self._set(status, "Progressing", True, "Promoting", f"promoting {version}")
-            keep = (version, self.canary.replicas) if self.canary.exists else None
-            return Plan((version, self._replicas()), keep, status, self.events)
+        if state.step_entered_at is None:
+            # Step 0 began with the rollout; a status written before this field existed
+            # starts a later step's clock now.
+            entered = history[0].started_at if state.step == 0 else self.now
+            state = state.model_copy(update={"step_entered_at": entered})
+        if state.step >= len(steps):
+            return self._promotion(version, current, history, state)
 
+        at = f"step {state.step + 1} of {len(steps)} ({state.weight}%)"
         stable_replicas, canary_replicas = split_replicas(self.md, state.weight)
-        proven = state.step > 0 or state.step_started_at is not None
         ready_now = self.canary.done and self.canary.version == version
-        if ready_now and state.step_started_at is None:
-            state = state.model_copy(update={"step_started_at": self.now})
-            message = f"version {version} Ready at {state.weight}% of the replicas"
-            self.events.append(Event("Normal", "CanaryStep", message))
+        broken = self._step_failure(version, state, ready_now, at)
+        if broken and self.md.spec.auto_rollback:
+            return self._rolled_back(version, history, why=broken)
+        state = self._step_clocks(state, ready_now)
         waiting = ""  # what the step's analysis waits for
         failed = ""  # why it failed, with autoRollback off
-        if ready_now and state.step_started_at is not None:
+        if ready_now and state.step_started_at is not None and not broken:
             held = (self.now - state.step_started_at).total_seconds()
             pause = steps[state.step].pause_seconds
             if held >= pause:
-                at = f"step {state.step + 1} of {len(steps)} ({state.weight}%)"
                 verdict = self._analysis(version, at, held - pause)
                 if verdict is not None and verdict.outcome == "Failed":
                     failed = f"analysis failed at {at}: {verdict.message}"
@@ -335,13 +340,12 @@ class _Planner:
                 elif verdict is None or verdict.outcome == "Passed":
                     step = state.step + 1
                     weight = steps[step].weight if step < len(steps) else 100
-                    state = CanaryStatus(version=version, step=step, weight=weight)
+                    state = CanaryStatus(
+                        version=version, step=step, weight=weight, step_entered_at=self.now
+                    )
                     return self._replan_with(state, history)
                 else:
                     waiting = f"; analysis waiting: {verdict.message}"
-        late = not proven and self._deadline_passed(history[0])
-        if late and self.md.spec.auto_rollback:
-            return self._rolled_back(version, history)
         failed = f"{failed}; autoRollback is off" if failed else ""
         # Stalled from the start of the pass, so a held failure does not flap its condition.
         ready: tuple[Readiness, str, str] = (
@@ -351,14 +355,84 @@ class _Planner:
         )
         status = self._status(ready=ready, history=history, canary=state)
         message = f"canary {version}: step {state.step + 1} of {len(steps)}, {state.weight}%"
-        if not (late or failed):  # else Progressing is False, set once below
+        if not (broken or failed):  # else Progressing is False, set once below
             status = self._set(status, "Progressing", True, "Canary", message + waiting)
-        if late:
-            status = self._deadline_exceeded(status, version, "autoRollback is off")
+        if broken:  # the Deployment keeps trying: Ready pods later still go on
+            why = f"{broken}; not rolled back: autoRollback is off"
+            status = self._stall(status, "ProgressDeadlineExceeded", why)
         if failed:  # held at this step, never promoted so; judged again on the next pass
             status = self._stall(status, "AnalysisFailed", failed)
         stable = (current, None if self.md.spec.autoscaling else stable_replicas)
         return Plan(stable, (version, canary_replicas), status, self.events)
+
+    def _promotion(
+        self, version: int, current: int, history: list[RolloutRecord], state: CanaryStatus
+    ) -> Plan:
+        """The stable track takes the new version; the canary serves until it has."""
+        if self.stable.done and self.stable.version == version:
+            return self._succeeded(version, history, current)
+        assert state.step_entered_at is not None
+        late = self.stable.stuck or self._passed(state.step_entered_at)
+        broken = (
+            f"version {version} was not Ready within {self._deadline()}s of its promotion"
+            f"{self._why()}"
+            if late
+            else ""
+        )
+        if broken and self.md.spec.auto_rollback:
+            return self._rolled_back(version, history, why=broken)
+        status = self._status(
+            ready=("Reconciling", "Promoting", f"promoting version {version}"),
+            history=history,
+            canary=state,
+        )
+        if broken:
+            why = f"{broken}; not rolled back: autoRollback is off"
+            status = self._stall(status, "ProgressDeadlineExceeded", why)
+        else:
+            status = self._set(status, "Progressing", True, "Promoting", f"promoting {version}")
+        keep = (version, self.canary.replicas) if self.canary.exists else None
+        return Plan((version, self._replicas()), keep, status, self.events)
+
+    def _step_failure(self, version: int, state: CanaryStatus, ready_now: bool, at: str) -> str:
+        """Why this step of the canary failed, or "": not Ready within the deadline of the
+        step's start, not Ready again within it once it had been, a container restart since
+        the step's pods were Ready, or its Deployment's own deadline passed."""
+        if self.canary.stuck and self.canary.version == version:
+            return f"the Deployment of version {version} exceeded its progress deadline at {at}"
+        if state.step_started_at is not None and self.canary.restarts > state.restarts:
+            restarted = self.canary.restarts - state.restarts
+            return f"a container of version {version} restarted at {at} ({restarted} restarts)"
+        if ready_now:
+            return ""
+        if state.step_started_at is not None:  # it was Ready in this step
+            if state.unready_since is not None and self._passed(state.unready_since):
+                return (
+                    f"version {version} stopped being Ready at {at} and was not Ready again"
+                    f" within {self._deadline()}s{self._why()}"
+                )
+            return ""
+        assert state.step_entered_at is not None
+        if self._passed(state.step_entered_at):
+            within = f"within {self._deadline()}s"
+            return f"version {version} was not Ready {within} at {at}{self._why()}"
+        return ""
+
+    def _step_clocks(self, state: CanaryStatus, ready_now: bool) -> CanaryStatus:
+        """When the step's pods became Ready (the pause starts), stopped being Ready, and
+        how many restarts its pods had then."""
+        if ready_now and state.step_started_at is None:
+            message = f"version {state.version} Ready at {state.weight}% of the replicas"
+            self.events.append(Event("Normal", "CanaryStep", message))
+            update: dict[str, Any] = {"step_started_at": self.now, "unready_since": None}
+            return state.model_copy(update=update | {"restarts": self.canary.restarts})
+        if ready_now:
+            # A pod replaced since counts its restarts from 0: never wait for more than now.
+            restarts = min(state.restarts, self.canary.restarts)
+            return state.model_copy(update={"unready_since": None, "restarts": restarts})
+        if state.step_started_at is not None and state.unready_since is None:
+            return state.model_copy(update={"unready_since": self.now})
+        return state
 
     def _analysis(self, version: int, at: str, waited: float) -> Judgement | None:
         """The step's analysis verdict; None when it has none (the step advances). Too
@@ -445,7 +519,11 @@ class _Planner:
         return self.md.spec.progress_deadline_seconds
 
     def _deadline_passed(self, record: RolloutRecord) -> bool:
-        return (self.now - record.started_at).total_seconds() > self._deadline()
+        return self._passed(record.started_at)
+
+    def _passed(self, since: datetime) -> bool:
+        """More than progressDeadlineSeconds since `since`."""
+        return (self.now - since).total_seconds() > self._deadline()
 
     def _history_for(self, version: int) -> list[RolloutRecord]:
         """History with an open record for `version` first; an older open one is superseded."""

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -23,7 +24,7 @@ from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, de
 from mlops_operator.builders import analysis, drift, serving
 from mlops_operator.builders.conditions import condition, set_condition, set_readiness, without
 from mlops_operator.builders.meta import Event
-from mlops_operator.builders.pods import why_not_ready
+from mlops_operator.builders.pods import restarts, why_not_ready
 from mlops_operator.builders.registry import model_readiness
 from mlops_operator.builders.rollout import (
     AnalysisDue,
@@ -172,6 +173,9 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     target, reason = resolve(md.spec.model, models, current, skipped_version(md))
     stable = track(kube.get_deployment(namespace, serving.deployment_name(md, "stable"), MD_LABEL))
     canary = track(kube.get_deployment(namespace, serving.deployment_name(md, "canary"), MD_LABEL))
+    if canary.exists:  # a restart during a step fails it: count them (a LIST while it lasts)
+        selector = f"{MD_LABEL}={name},{serving.TRACK_LABEL}=canary"
+        canary = replace(canary, restarts=restarts(kube.list_pods(namespace, selector)))
     now = datetime.now(UTC)
     due = analysis_due(md, now)
     judgement = _analyse(kube, md, due) if due else None
