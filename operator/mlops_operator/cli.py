@@ -220,6 +220,29 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument(
         "--upstream-timeout", type=float, default=60.0, help="seconds a runtime may take"
     )
+    monitor.add_argument(
+        "--deployment",
+        default=os.environ.get("MLOPS_MODEL_DEPLOYMENT", ""),
+        help="the ModelDeployment, named in each /drift answer",
+    )
+    monitor.add_argument(
+        "--pod", default=os.environ.get("POD_NAME", ""), help="this pod, named in each answer"
+    )
+    monitor.add_argument(
+        "--max-request-bytes",
+        type=int,
+        help="a larger request body is refused (413); default 64 MiB",
+    )
+    monitor.add_argument(
+        "--max-binned-bytes",
+        type=int,
+        help="a larger body passes through unbinned; default 4 MiB",
+    )
+    monitor.add_argument(
+        "--max-rows-per-request",
+        type=int,
+        help="rows of one request binned at most; default 100",
+    )
     monitor.set_defaults(func=_monitor)
 
     dataset = sub.add_parser("dataset", help="register Dataset versions from a data pipeline")
@@ -330,7 +353,15 @@ def _monitor(args: argparse.Namespace) -> int:
         reference=reference,
         model=args.model,
         version=args.model_version,
+        deployment=args.deployment,
+        pod=args.pod,
         upstream_timeout=args.upstream_timeout,
+        # Unset: the monitor's own defaults.
+        **{
+            key: getattr(args, key)
+            for key in ("max_request_bytes", "max_binned_bytes", "max_rows_per_request")
+            if getattr(args, key) is not None
+        },
     )
 
     async def until_stopped() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from mlops_operator.api.modeldeployment import Monitoring
 from mlops_operator.builders import analysis, drift
-from mlops_operator.monitor_client import MonitorError, read_drift
+from mlops_operator.monitor_client import MAX_ANSWER_BYTES, Asked, MonitorError, read_drift
 from mlops_operator.monitoring.window import Window
 from mlops_operator.sdk import profile
 
@@ -63,13 +63,17 @@ def monitor_window() -> dict[str, Any]:
     rows = rng.normal(0, 1, (300, 2))
     window.record_rows([rows[:, 0].tolist(), rows[:, 1].tolist()], [0, 1, 2] * 100, 1000.0)
     window.record_request(seconds=0.004, error=False, now=1000.0)
-    return window.summary(600, 1000.0)
+    # What the monitor adds (monitoring/server.py): whose window it is.
+    return window.summary(600, 1000.0) | {"modelDeployment": "web", "version": "2", "pod": "web-1"}
+
+
+ASKED = Asked("web", 2, "web-1")
 
 
 def test_the_monitors_own_window_is_read_and_summed(pod: tuple[Pod, int]) -> None:
     served, port = pod
     served.answer = monitor_window()
-    body = read_drift("127.0.0.1", port, 600)
+    body = read_drift("127.0.0.1", port, 600, ASKED)
     verdict = drift.assess([body], [], Monitoring(), 1, datetime.now(UTC))
     assert verdict.drift is not None
     assert verdict.drift.samples == 300
@@ -99,7 +103,7 @@ def test_an_answer_the_assessment_could_not_sum_is_a_monitor_error(
     change(window)
     served.answer = window
     with pytest.raises(MonitorError, match=says):
-        read_drift("127.0.0.1", port, 600)
+        read_drift("127.0.0.1", port, 600, ASKED)
 
 
 @pytest.mark.parametrize("answer", [b"<html>not json</html>", [1, 2], "window"])
@@ -107,7 +111,7 @@ def test_what_is_not_a_window_at_all_is_a_monitor_error(pod: tuple[Pod, int], an
     served, port = pod
     served.answer = answer
     with pytest.raises(MonitorError):
-        read_drift("127.0.0.1", port, 600)
+        read_drift("127.0.0.1", port, 600, ASKED)
 
 
 def test_a_pod_that_does_not_listen_is_a_monitor_error() -> None:
@@ -116,4 +120,31 @@ def test_a_pod_that_does_not_listen_is_a_monitor_error() -> None:
         port = sock.getsockname()[1]
     # Closed again: nothing listens on it.
     with pytest.raises(MonitorError, match="refused"):
-        read_drift("127.0.0.1", port, 600)
+        read_drift("127.0.0.1", port, 600, ASKED)
+
+
+@pytest.mark.parametrize(
+    ("field", "other"),
+    [("modelDeployment", "shop"), ("version", "3"), ("pod", "web-7"), ("pod", None)],
+)
+def test_an_answer_from_another_pod_version_or_deployment_is_not_used(
+    pod: tuple[Pod, int], field: str, other: Any
+) -> None:
+    """A pod IP read after its pod was replaced may reach another monitor: its window is
+    never taken for the one asked for."""
+    served, port = pod
+    served.answer = monitor_window() | {field: other}
+    with pytest.raises(MonitorError, match=r"answered for .* not ModelDeployment 'web'"):
+        read_drift("127.0.0.1", port, 600, ASKED)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"[" * 100_000 + b"]" * 100_000, b" " * (MAX_ANSWER_BYTES + 1)],
+    ids=["deeply-nested", "oversized"],
+)
+def test_a_hostile_answer_is_a_monitor_error(pod: tuple[Pod, int], answer: bytes) -> None:
+    served, port = pod
+    served.answer = answer
+    with pytest.raises(MonitorError):
+        read_drift("127.0.0.1", port, 600, ASKED)

@@ -13,7 +13,7 @@ import pytest
 from mlops_operator.api.modeldeployment import Monitoring
 from mlops_operator.api.reference import CategoricalFeature, NumericFeature, ReferenceProfile
 from mlops_operator.builders import drift
-from mlops_operator.monitoring import v2
+from mlops_operator.monitoring import server, v2
 from mlops_operator.monitoring.window import (
     MAX_WINDOW_SECONDS,
     SLOT_SECONDS,
@@ -259,3 +259,17 @@ def test_without_a_reference_the_window_counts_requests_errors_and_latency_only(
     assert sum(summary["latency"]["counts"]) == 2
     assert summary["features"] == []
     assert "predictions" not in summary
+
+
+def test_a_deeply_nested_or_broken_body_is_a_reason_never_an_exception() -> None:
+    nested = b'{"inputs": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    assert server.read_bodies(nested, b"{}", ["a", "b"]) == v2.NOT_JSON
+    assert server.read_bodies(b"\xff\xfe", b"{}", ["a", "b"]) == v2.NOT_JSON
+
+
+def test_one_request_s_rows_are_capped_evenly_spaced() -> None:
+    columns = [list(range(1000)), list(range(1000, 2000))]
+    kept, predictions = server.at_most(columns, list(range(1000)), 4)
+    assert kept == [[0, 250, 500, 750], [1000, 1250, 1500, 1750]]
+    assert predictions == [0, 250, 500, 750]
+    assert server.at_most([[1, 2]], None, 4) == ([[1, 2]], None)

@@ -356,6 +356,27 @@ class Monitoring(ApiModel):
     interval_seconds: int = Field(
         default=60, ge=10, le=3600, description="How often the operator reads the monitors."
     )
+    max_request_bytes: int = Field(
+        default=64 * 2**20,
+        ge=2**20,
+        le=2**30,
+        description="A request body over this many bytes is refused (413) by the monitor,"
+        " before it reaches the runtime.",
+    )
+    max_binned_bytes: int = Field(
+        default=4 * 2**20,
+        ge=2**16,
+        le=64 * 2**20,
+        description="Only request bodies and answers under this many bytes are binned; larger"
+        " ones pass through, counted as `too-large`. The monitor's memory limit grows with it.",
+    )
+    max_rows_per_request: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Rows of one request counted in the window at most (evenly spaced), so"
+        " that no single call outweighs many.",
+    )
 
 
 class ModelDeploymentSpec(ApiModel):

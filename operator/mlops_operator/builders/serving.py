@@ -27,6 +27,7 @@ PVC_ROOT = "/mnt/pvc"
 # The monitor's ports: traffic (the Service's target when monitored) and /drift, /metrics.
 MONITOR_PORT = 9080
 MONITOR_ADMIN_PORT = 9081
+MiB = 2**20
 REFERENCE_DIR = "/mnt/reference"
 REFERENCE_PATH = f"{REFERENCE_DIR}/reference.json"
 TRACK_LABEL = f"{RESERVED_PREFIX}track"
@@ -195,7 +196,9 @@ def _pod_template(
     if watched:
         port = runtime["ports"][0]["containerPort"]
         containers.append(
-            _monitor_container(model, storage_image, runtime_port=port, reference=bool(reference))
+            _monitor_container(
+                md, model, storage_image, runtime_port=port, reference=bool(reference)
+            )
         )
     pod: dict[str, Any] = {
         "securityContext": pod_security(),
@@ -251,11 +254,14 @@ class _Sources:
 
 
 def _monitor_container(
-    model: Model, image: str, runtime_port: int, *, reference: bool
+    md: ModelDeployment, model: Model, image: str, runtime_port: int, *, reference: bool
 ) -> dict[str, Any]:
     """`mlops-operator monitor` on the pod's serving port, passing traffic to the runtime
     (without a reference it counts requests, errors and latency only)."""
     health = {"httpGet": {"path": "/healthz", "port": "monitor"}}
+    limits = md.spec.monitoring
+    # Kept bodies: two waiting and one being read, which parses to several times its size.
+    memory = max(256 * MiB, 128 * MiB + 12 * limits.max_binned_bytes)
     container: dict[str, Any] = {
         "name": "monitor",
         "image": image,
@@ -264,10 +270,16 @@ def _monitor_container(
             *(("--reference", REFERENCE_PATH) if reference else ()),
             *("--upstream", f"http://127.0.0.1:{runtime_port}"),
             *("--listen", f"0.0.0.0:{MONITOR_PORT}", "--admin", f"0.0.0.0:{MONITOR_ADMIN_PORT}"),
+            *("--max-request-bytes", str(limits.max_request_bytes)),
+            *("--max-binned-bytes", str(limits.max_binned_bytes)),
+            *("--max-rows-per-request", str(limits.max_rows_per_request)),
         ],
         "env": [
             {"name": "MLOPS_MODEL_NAME", "value": model.spec.model_name},
             {"name": "MLOPS_MODEL_VERSION", "value": str(model.spec.version)},
+            {"name": "MLOPS_MODEL_DEPLOYMENT", "value": md.metadata.name or ""},
+            # Named in each /drift answer, which the operator checks against the pod it asked.
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
         "ports": [
             {"name": "http", "containerPort": MONITOR_PORT},
@@ -276,8 +288,12 @@ def _monitor_container(
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 6},
         "securityContext": container_security(),
-        # Counts only: its memory is fixed by the reference's size, not by the traffic.
-        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+        # Counts and bounded buffers: its memory is set by the reference's size and the
+        # binning cap, not by the traffic.
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "96Mi"},
+            "limits": {"memory": f"{memory // MiB}Mi"},
+        },
     }
     if reference:
         container["volumeMounts"] = [

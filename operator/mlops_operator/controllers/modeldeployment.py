@@ -44,7 +44,7 @@ from mlops_operator.controllers.common import (
     write_status,
 )
 from mlops_operator.kube import Body, Kube
-from mlops_operator.monitor_client import MonitorError, read_drift
+from mlops_operator.monitor_client import Asked, MonitorError, read_drift
 
 PLURAL = "modeldeployments"
 MD_LABEL = serving.MD_LABEL
@@ -313,7 +313,8 @@ def _windows(
         if not ip or not _pod_ready(pod):
             continue
         try:
-            readings.append(read_drift(ip, serving.MONITOR_ADMIN_PORT, seconds))
+            asked = Asked(name, version, pod["metadata"]["name"])
+            readings.append(read_drift(ip, serving.MONITOR_ADMIN_PORT, seconds, asked))
         except MonitorError as err:
             failures.append(f"pod {pod['metadata']['name']}: {err}")
     return readings, failures

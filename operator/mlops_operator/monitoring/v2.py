@@ -21,7 +21,9 @@ NO_INPUTS = "no-inputs"
 BAD_SHAPE = "bad-shape"
 UNMAPPED = "unmapped"
 REJECTED = "rejected"  # the runtime answered an error: counted, not binned
-REASONS = (NOT_JSON, NO_INPUTS, BAD_SHAPE, UNMAPPED, REJECTED)
+TOO_LARGE = "too-large"  # the body or the answer was over the binning cap
+BUSY = "busy"  # too many bodies were already waiting to be binned
+REASONS = (NOT_JSON, NO_INPUTS, BAD_SHAPE, UNMAPPED, REJECTED, TOO_LARGE, BUSY)
 
 
 class Unreadable(ValueError):
