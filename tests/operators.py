@@ -10,12 +10,24 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import libfaketime
 import yaml
 
 from tests.fixtures import OPERATOR_PREFIX, ROOT, Cluster, local_cluster
 
 OPERATOR_ACCOUNT = local_cluster.OPERATOR_ACCOUNT
 RBAC = ROOT / "manifests" / "rbac"  # the operator's identity as manifests/ installs it
+
+
+def clock_ahead(seconds: int) -> dict[str, str]:
+    """The environment that runs a process's wall clock `seconds` ahead (the libfaketime
+    wheel's library, preloaded); its monotonic clock stays real."""
+    library = Path(libfaketime.__file__).parent / "vendor" / "libfaketime" / "src"
+    return {
+        "LD_PRELOAD": str(library / "libfaketime.so.1"),
+        "FAKETIME": f"{seconds:+d}s",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
 
 
 class Operator:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from mlops_operator.controllers.common import FAULT_ENV
 from tests.fixtures import OPERATOR_PREFIX, fresh_namespace
 from tests.k8s import SpecHistory, apply, condition, events, get, items, status, wait
+from tests.operators import clock_ahead
 from tests.polling import until
 from tests.readiness import summary
 
@@ -190,6 +192,44 @@ def test_a_crash_between_a_canary_step_s_two_writes_never_takes_the_step_back(
     assert not history.flaps(), f"a Deployment's spec came back: {history.specs}"
     # The successor carried out the recorded step (2 canary replicas) before promoting.
     assert len(history.specs["can-canary"]) == 2, history.specs
+
+
+def test_a_successor_whose_clock_runs_30s_ahead_ends_no_pause_early(
+    cluster: Cluster, op_namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    """The canary's pause began under one replica; the next one's wall clock runs 30 s
+    ahead. It decides by the API server's time (kube/clock.py), so the 40 s pause lasts
+    40 s, not 10."""
+    ns = op_namespace
+    pause = 40
+    steps = [{"weight": 25, "pauseSeconds": pause}, {"weight": 50}]
+    spec = {"replicas": 4, "strategy": {"type": "Canary", "canary": {"steps": steps}}}
+    apply(cluster, ns, model(1), model(2), deployment("skew", version=1, **spec))
+    wait(cluster, ns, "mdep/skew", "condition=Ready")
+    apply(cluster, ns, deployment("skew", version=2, **spec))
+    until(
+        lambda: (status(cluster, ns, "mdep", "skew").get("canary") or {}).get("stepStartedAt"),
+        60,
+        "the canary Ready at 25%",
+        every=0.2,
+    )
+    ready_seen = time.monotonic()  # at or after the pause began
+    operator.kill()
+    skewed = Operator(cluster, tmp_path / "skewed.log", env=clock_ahead(30))
+    try:
+        skewed.start()
+        until(
+            lambda: (status(cluster, ns, "mdep", "skew").get("canary") or {}).get("weight") != 25,
+            pause + 60,
+            "the next step",
+            every=0.2,
+            explain=skewed.log,
+        )
+        held = time.monotonic() - ready_seen
+    finally:
+        skewed.stop()
+        operator.start()
+    assert held >= pause - 3, f"the {pause} s pause ended after {held:.1f} s"
 
 
 def test_a_canary_that_cannot_be_judged_is_rolled_back_not_promoted(

@@ -9,7 +9,7 @@ polls an idle ContinuousTraining.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -21,7 +21,7 @@ from mlops_operator.api import ContinuousTraining, ContinuousTrainingStatus, des
 from mlops_operator.builders import continuous, schedule
 from mlops_operator.builders.meta import Event, owned_by
 from mlops_operator.controllers.common import enqueue, enqueue_after, post, write_status
-from mlops_operator.kube import AlreadyExists, Body, Kube
+from mlops_operator.kube import AlreadyExists, Body, Kube, clock
 
 PLURAL = "continuoustrainings"
 TJ_PLURAL = "trainingjobs"
@@ -89,7 +89,7 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     body = kube.get_custom(PLURAL, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
-    now = datetime.now(UTC)
+    now = clock.now()
     try:
         ct = ContinuousTraining.model_validate(body)
         if ct.spec.triggers.schedule:

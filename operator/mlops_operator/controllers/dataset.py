@@ -8,7 +8,6 @@ refreshed when a run records the version it read and when a Model trained on it 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
@@ -22,7 +21,7 @@ from mlops_operator.builders.conditions import Readiness, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.controllers import trainingjob
 from mlops_operator.controllers.common import enqueue, post, write_status
-from mlops_operator.kube import Body, Kube
+from mlops_operator.kube import Body, Kube, clock
 
 PLURAL = "datasets"
 
@@ -113,7 +112,7 @@ def _refresh(kube: Kube, namespace: str, name: str) -> None:
     # A Dataset is immutable: one that is not Ready stays so.
     state: Readiness = "Ready" if ready else "Stalled"
     conditions = set_readiness(list(previous.conditions), state, reason, message,
-                               generation=generation, now=datetime.now(UTC))  # fmt: skip
+                               generation=generation, now=clock.now())  # fmt: skip
     status = previous.model_copy(
         update={"conditions": conditions, "observed_generation": generation, "used_by": used_by}
     )

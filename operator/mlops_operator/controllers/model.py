@@ -7,7 +7,6 @@ the Model starts being served and removed when it stops, so deleting an unserved
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from fnmatch import fnmatch
 from functools import partial
 from typing import Any
@@ -21,7 +20,7 @@ from mlops_operator.builders.conditions import Readiness, set_readiness
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.registry import model_readiness, served_by, serving_fields
 from mlops_operator.controllers.common import enqueue, post, write_status
-from mlops_operator.kube import Body, Kube
+from mlops_operator.kube import Body, Kube, clock
 
 PLURAL = "models"
 MD_PLURAL = "modeldeployments"
@@ -115,7 +114,7 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
     state: Readiness = "Ready" if ready else "Reconciling" if deleting else "Stalled"
     conditions = set_readiness(
         list(previous.conditions), state, reason, message,
-        generation=generation, now=datetime.now(UTC),
+        generation=generation, now=clock.now(),
     )  # fmt: skip
     status = previous.model_copy(
         update={

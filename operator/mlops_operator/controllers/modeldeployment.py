@@ -12,7 +12,7 @@ import math
 import os
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -43,7 +43,7 @@ from mlops_operator.controllers.common import (
     post,
     write_status,
 )
-from mlops_operator.kube import Body, Kube
+from mlops_operator.kube import Body, Kube, clock
 from mlops_operator.monitor_client import Asked, MonitorError, read_drift
 
 PLURAL = "modeldeployments"
@@ -176,7 +176,7 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     if canary.exists:  # a restart during a step fails it: count them (a LIST while it lasts)
         selector = f"{MD_LABEL}={name},{serving.TRACK_LABEL}=canary"
         canary = replace(canary, restarts=restarts(kube.list_pods(namespace, selector)))
-    now = datetime.now(UTC)
+    now = clock.now()
     due = analysis_due(md, now)
     judgement = _analyse(kube, md, due) if due else None
     decided = plan(
@@ -260,7 +260,7 @@ def _read_drift(kube: Kube, namespace: str, name: str) -> None:
     else:
         conditions = set_condition(
             list(status.conditions), "Drifted", verdict.drifted, verdict.reason,
-            verdict.message, generation=md.metadata.generation, now=datetime.now(UTC),
+            verdict.message, generation=md.metadata.generation, now=clock.now(),
         )  # fmt: skip
         new = status.model_copy(update={"drift": verdict.drift, "conditions": conditions})
     write_status(kube, PLURAL, body, status.wire(), new.wire())
@@ -275,7 +275,7 @@ def _read_drift(kube: Kube, namespace: str, name: str) -> None:
 def _assess(kube: Kube, md: ModelDeployment, version: int) -> drift.Verdict:
     window = md.spec.monitoring.window_seconds
     readings, failures = _windows(kube, md, "stable", version, window)
-    return drift.assess(readings, failures, md.spec.monitoring, version, datetime.now(UTC))
+    return drift.assess(readings, failures, md.spec.monitoring, version, clock.now())
 
 
 def _analyse(kube: Kube, md: ModelDeployment, due: AnalysisDue) -> analysis.Judgement:
@@ -411,7 +411,7 @@ def _reject(kube: Kube, body: Body, message: str) -> None:
         "InvalidSpec",
         message[:4096],
         generation=meta.get("generation"),
-        now=datetime.now(UTC),
+        now=clock.now(),
     )
     status = previous.model_copy(
         update={"conditions": conditions, "observed_generation": meta.get("generation")}

@@ -7,7 +7,6 @@ missed event or an operator restart converges to the same result.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
@@ -45,7 +44,15 @@ from mlops_operator.controllers.common import (
     serialized,
     write_status,
 )
-from mlops_operator.kube import KUEUE_JOB_UID_LABEL, AlreadyExists, Body, Conflict, Kube, Refused
+from mlops_operator.kube import (
+    KUEUE_JOB_UID_LABEL,
+    AlreadyExists,
+    Body,
+    Conflict,
+    Kube,
+    Refused,
+    clock,
+)
 
 PLURAL = "trainingjobs"
 # Kueue's Workloads (one per queued Job, labelled with the Job's uid), read when installed.
@@ -241,7 +248,7 @@ def _finish(
         attempts=attempts(tj, observed, attempt),
         outcome=outcome,
         dataset=dataset,
-        now=datetime.now(UTC),
+        now=clock.now(),
     )
     _write_status(kube, body, previous, status)
     post(body, lifecycle_events(previous, status))
@@ -420,7 +427,7 @@ def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
         "InvalidSpec",
         message,
         generation=meta.get("generation"),
-        now=datetime.now(UTC),
+        now=clock.now(),
     )
     conditions = set_condition(
         conditions,
@@ -429,7 +436,7 @@ def _reject(kube: Kube, body: Body, err: ValidationError) -> None:
         "InvalidSpec",
         message,
         generation=meta.get("generation"),
-        now=datetime.now(UTC),
+        now=clock.now(),
     )
     status = {
         "phase": "Failed",

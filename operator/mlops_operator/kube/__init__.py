@@ -1,5 +1,5 @@
 """The one place that talks to the API server: the client (client.py), its read cache
-(cache.py) and what its errors mean (errors.py)."""
+(cache.py), what its errors mean (errors.py) and its clock (clock.py)."""
 
 from mlops_operator.kube.cache import Body, Cache
 from mlops_operator.kube.client import (

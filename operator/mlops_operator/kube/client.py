@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from mlops_operator import GROUP, VERSION
 from mlops_operator.builders.versions import LEDGER
+from mlops_operator.kube import clock
 from mlops_operator.kube.applied import Applied
 from mlops_operator.kube.cache import Body, Cache
 from mlops_operator.kube.errors import (
@@ -121,7 +122,7 @@ class Kube:
         # One kept-alive connection per handler thread: a smaller pool (the client's default
         # is 5 per core) drops connections under load, and each new one is a TLS handshake.
         configuration.connection_pool_maxsize = POOL_SIZE
-        return client.ApiClient(configuration)
+        return clock.follow_server_time(client.ApiClient(configuration))
 
     def _may_write(self) -> None:
         """A replica that is not (or no longer) the leader writes nothing, at once."""
