@@ -191,6 +191,15 @@ class _Phases(Collector):
             else:
                 self._phases[(namespace, name)] = phase or NO_PHASE
 
+    def forget(self, namespace: str) -> None:
+        with self._lock:
+            if namespace in self._namespaces:
+                self._namespaces.discard(namespace)
+                for reason in FAILURE_REASONS:
+                    TRAININGJOB_FAILURES.remove(namespace, reason)
+            for key in [k for k in self._phases if k[0] == namespace]:
+                del self._phases[key]
+
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             tally = Tally(self._phases.values())
@@ -227,6 +236,11 @@ class _DeploymentConditions(Collector):
             else:
                 self._true[(namespace, name)] = true
 
+    def forget(self, namespace: str) -> None:
+        with self._lock:
+            for key in [k for k in self._true if k[0] == namespace]:
+                del self._true[key]
+
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             known = sorted(self._true.items())
@@ -251,6 +265,14 @@ def modeldeployment_seen(
     """Called for every watch event of a ModelDeployment, with its status.conditions."""
     true = frozenset(c.get("type", "") for c in conditions if c.get("status") == "True")
     _MODELDEPLOYMENTS.seen(event, namespace, name, true)
+
+
+def namespace_deleted(namespace: str) -> None:
+    """Drop every series labelled with a namespace that is gone: kopf may stop watching it
+    before its objects' DELETED events arrive, and per-namespace series must not pile up
+    as namespaces come and go."""
+    _TRAININGJOBS.forget(namespace)
+    _MODELDEPLOYMENTS.forget(namespace)
 
 
 def serve(port: int, host: str) -> None:

@@ -68,20 +68,30 @@ def trainingjob(name: str, **spec: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def predict_in_cluster(real: Cluster, namespace: str, url: str, rows: list[list[float]]) -> Any:
-    """A V2 inference request from a pod on the real node, through the Service's name."""
+def predict_in_cluster(
+    real: Cluster, namespace: str, url: str, rows: list[list[float]], *, batch: int = 100
+) -> list[Any]:
+    """V2 inference requests of at most `batch` rows each (the monitor counts at most 100
+    rows of one request) from a pod on the real node, through the Service's name; the
+    answers, in order."""
     name = f"client-{uuid.uuid4().hex[:6]}"
-    request = {"inputs": [{"name": "x", "shape": [len(rows), 4], "datatype": "FP64",
-                           "data": [v for row in rows for v in row]}]}  # fmt: skip
+    requests = [
+        {"inputs": [{"name": "x", "shape": [len(part), 4], "datatype": "FP64",
+                     "data": [v for row in part for v in row]}]}
+        for part in (rows[i : i + batch] for i in range(0, len(rows), batch))
+    ]  # fmt: skip
     script = (
         "import json, sys, urllib.request\n"
-        f"req = urllib.request.Request({url + '/v2/models/iris/infer'!r}, "
-        f"data={json.dumps(request).encode()!r}, headers={{'Content-Type': 'application/json'}})\n"
-        "print(urllib.request.urlopen(req, timeout=30).read().decode())\n"
+        f"bodies = {[json.dumps(r).encode() for r in requests]!r}\n"
+        f"url = {url + '/v2/models/iris/infer'!r}\n"
+        "answers = [json.loads(urllib.request.urlopen(urllib.request.Request(url, data=b,"
+        " headers={'Content-Type': 'application/json'}), timeout=30).read()) for b in bodies]\n"
+        "print(json.dumps(answers))\n"
     )
     in_pod(real, namespace, name, script, retries=3)
     wait(real, namespace, f"job/{name}", "condition=Complete", 120)
-    return json.loads(real.kubectl("logs", "-n", namespace, f"job/{name}").stdout)
+    answers: list[Any] = json.loads(real.kubectl("logs", "-n", namespace, f"job/{name}").stdout)
+    return answers
 
 
 def in_pod(

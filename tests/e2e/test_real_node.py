@@ -122,7 +122,7 @@ def test_mlserver_serves_the_trained_model_through_its_service(
     assert status["currentVersion"] == 1
     x, _ = load_iris(return_X_y=True)
     rows = x[::15].tolist()
-    answer = predict_in_cluster(real, workspace, status["url"], rows)
+    (answer,) = predict_in_cluster(real, workspace, status["url"], rows)
     _, model = local_run
     (output,) = answer["outputs"]
     assert output["data"] == model.predict(x[::15]).tolist()

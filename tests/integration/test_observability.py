@@ -15,7 +15,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_operator.api.report import TrainingReport
-from tests.fixtures import fresh_namespace
+from tests.fixtures import OPERATOR_PREFIX, fresh_namespace
+from tests.polling import until
 
 from .conftest import Cluster, Operator
 
@@ -120,6 +121,44 @@ def test_failures_and_deployment_conditions_are_exported_per_object(
         series = ("mlops_operator_modeldeployment_condition",
                   frozenset({**md, "type": type_}.items()))  # fmt: skip
         assert after.get(series) == expected, type_
+
+
+def test_a_deleted_namespace_s_series_are_dropped(cluster: Cluster, operator: Operator) -> None:
+    """Per-namespace series must not pile up as namespaces come and go."""
+    space = fresh_namespace(cluster, OPERATOR_PREFIX)
+    ns = next(space)
+    waiting = {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "short-lived"},
+        "spec": {"model": {"name": "absent", "version": 1}, "runtime": {"preset": "mlserver"}},
+    }
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(waiting))
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=trainingjob("counted"))
+
+    def mine() -> list[tuple[str, frozenset[tuple[str, str]]]]:
+        return [key for key in scrape(operator.metrics_url) if ("namespace", ns) in key[1]]
+
+    found = until(
+        lambda: (
+            {name for name, _ in mine()}
+            >= {
+                "mlops_operator_modeldeployment_condition",
+                "mlops_operator_trainingjob_failures_total",
+            }
+        ),
+        60,
+        "the namespace's series",
+    )
+    assert found
+    next(space, None)  # deletes the namespace
+    cluster.kubectl("wait", "--for=delete", f"namespace/{ns}", "--timeout=120s", timeout=130)
+    until(
+        lambda: not mine(),
+        30,
+        "the deleted namespace's series dropped",
+        explain=lambda: str(mine()),
+    )
 
 
 @pytest.fixture

@@ -273,3 +273,52 @@ def test_one_request_s_rows_are_capped_evenly_spaced() -> None:
     assert kept == [[0, 250, 500, 750], [1000, 1250, 1500, 1750]]
     assert predictions == [0, 250, 500, 750]
     assert server.at_most([[1, 2]], None, 4) == ([[1, 2]], None)
+
+
+def test_status_drift_lists_the_20_highest_features_and_counts_them_all() -> None:
+    features = [
+        {"name": f"f{i}", "reference": [50, 50], "counts": [50 + i, 50 - i]} for i in range(40)
+    ]
+    body = {"windowSeconds": 600, "samples": 100, "features": features}
+    verdict = drift.assess([body], [], Monitoring(min_samples=1), version=1, now=NOW)
+    assert verdict.drift is not None
+    assert verdict.drift.feature_count == 40
+    assert [f.name for f in verdict.drift.features] == [f"f{i}" for i in range(39, 19, -1)]
+
+
+def test_a_pod_with_another_profile_is_not_summed_with_the_rest() -> None:
+    other = reading([5, 5], [5, 5], 10)
+    other["features"] = other["features"][:1]
+    verdict = drift.assess([reading([5, 5], [5, 5], 10), other], [], Monitoring(min_samples=1),
+                           version=1, now=NOW)  # fmt: skip
+    assert verdict.drift is not None
+    assert verdict.drift.pods == 1
+
+
+def test_a_reading_is_worth_a_write_only_when_it_says_something_new() -> None:
+    def read(a: list[int], samples: int) -> Any:
+        verdict = drift.assess([reading(a, [50, 50], samples)], [], Monitoring(min_samples=1),
+                               version=1, now=NOW)  # fmt: skip
+        return verdict.drift
+
+    base = read([50, 50], 1000)
+    assert not drift.changed(base, read([50, 50], 1050)), "5% more rows: noise"
+    assert drift.changed(base, read([50, 50], 1200)), "20% more rows"
+    assert drift.changed(base, read([80, 20], 1000)), "a PSI moved"
+    assert drift.changed(None, base)
+    assert not drift.changed(None, None)
+
+
+def test_a_wide_profile_exports_at_most_the_series_budget_and_still_bins_every_feature() -> None:
+    rng = np.random.default_rng(5)
+    wide = profile(rng.normal(0, 1, (2000, 300)), rng.integers(0, 3, 2000), bins=50)
+    metrics = server.Metrics(wide)
+    exported = sum(1 for m in metrics.bins.collect() for _ in m.samples) // 2  # _total, _created
+    assert exported <= server.MAX_BIN_SERIES
+    window = Window(wide)
+    rows = rng.normal(0, 1, (10, 300))
+    binned = window.record_rows([rows[:, j].tolist() for j in range(300)], [0] * 10, 1.0)
+    metrics.count_bins(binned)  # the features past the budget are skipped, not misaligned
+    assert window.summary(600, 1.0)["samples"] == 10
+    assert sum(s.value for m in metrics.predictions.collect() for s in m.samples
+               if s.name.endswith("_total")) == 10  # fmt: skip

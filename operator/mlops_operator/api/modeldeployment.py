@@ -511,7 +511,12 @@ class DriftStatus(ApiModel):
     samples: int = Field(ge=0, description="Rows in the window, over all pods read.")
     pods: int = Field(ge=0, description="Pods whose monitor answered.")
     features: list[FeatureDrift] = Field(
-        default_factory=list, max_length=1000, description="Scores per feature."
+        default_factory=list,
+        max_length=1000,
+        description="Scores of the features with the highest PSI, highest first (at most 20).",
+    )
+    feature_count: int | None = Field(
+        default=None, ge=0, description="Features scored in all (`features` lists the top 20)."
     )
     predictions: FeatureDrift | None = Field(default=None, description="Scores of the outputs.")
     read_at: datetime | None = Field(default=None, strict=False, description="When it was read.")

@@ -18,6 +18,13 @@ from typing import Any
 
 from mlops_operator.api.modeldeployment import DriftStatus, FeatureDrift, Monitoring
 
+# status.drift lists this many features, highest PSI first (a profile may have 1,000).
+STATUS_FEATURES = 20
+# A new reading is written to status only when it differs from the one there by more than
+# this: a PSI by 0.01 or a tenth, the rows by a tenth (or anything but the numbers changed).
+CHANGE_SHARE = 0.1
+CHANGE_PSI = 0.01
+
 # An empty bin's share, for PSI only (its log is undefined at 0): a tenth of a row in ten
 # thousand, small enough not to dominate, large enough that one empty bin is not infinite.
 EMPTY_SHARE = 1e-4
@@ -91,6 +98,9 @@ def assess(
             None, "MonitorUnavailable", f"no monitor of version {version} answered: {why}"
         )
     first = readings[0]
+    names = [f.get("name") for f in first["features"]]
+    # Pods of one version share a profile; one that does not is not summed with the rest.
+    readings = [r for r in readings if [f.get("name") for f in r["features"]] == names]
     scored = [
         _scored(name, ref, live, monitoring.feature_thresholds.get(name, monitoring.threshold))
         for name, ref, live in (
@@ -106,7 +116,8 @@ def assess(
         window_seconds=int(first["windowSeconds"]),
         samples=samples,
         pods=len(readings),
-        features=scored,
+        features=sorted(scored, key=lambda f: -f.psi)[:STATUS_FEATURES],
+        feature_count=len(scored),
         predictions=predictions,
         read_at=now,
     )
@@ -119,13 +130,13 @@ def assess(
             drift,
         )
     over = sorted(
-        (f for f in drift.features if f.threshold is not None and f.psi > f.threshold),
+        (f for f in scored if f.threshold is not None and f.psi > f.threshold),
         key=lambda f: -f.psi,
     )
     if over:
         named = "; ".join(f"{f.name} PSI {f.psi:.4g} > {f.threshold:.4g}" for f in over[:10])
         return Verdict(True, "FeaturesDrifted", f"{named} ({samples} rows in {window})", drift)
-    top = max(drift.features, key=lambda f: f.psi)
+    top = max(scored, key=lambda f: f.psi)
     return Verdict(
         False,
         "NoDrift",
@@ -133,6 +144,37 @@ def assess(
         f" ({samples} rows in {window})",
         drift,
     )
+
+
+def changed(old: DriftStatus | None, new: DriftStatus | None) -> bool:
+    """Whether `new` says something `old` does not, beyond the noise of a moving window:
+    a status rewritten at every read (every 10 s at the least) is load on the API server
+    and on every watcher of the object, for nothing."""
+    if old is None or new is None:
+        return old is not new
+    same = (old.version, old.window_seconds, old.pods, old.feature_count, old.predictions is None)
+    if same != (
+        new.version,
+        new.window_seconds,
+        new.pods,
+        new.feature_count,
+        new.predictions is None,
+    ):
+        return True
+    if _moved(old.samples, new.samples, share=CHANGE_SHARE):
+        return True
+    before = {f.name: f.psi for f in old.features}
+    after = {f.name: f.psi for f in new.features}
+    if before.keys() != after.keys():
+        return True
+    pairs = [(before[n], after[n]) for n in after]
+    if old.predictions and new.predictions:
+        pairs.append((old.predictions.psi, new.predictions.psi))
+    return any(abs(b - a) > max(CHANGE_PSI, CHANGE_SHARE * max(a, b)) for a, b in pairs)
+
+
+def _moved(a: float, b: float, *, share: float) -> bool:
+    return abs(a - b) > share * max(abs(a), abs(b))
 
 
 def summed(entries: list[dict[str, Any]]) -> tuple[str, list[int], list[int]]:

@@ -44,8 +44,11 @@ async def model_event(
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_event(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> None:
-    """A namespace being deleted: let its served Models go once nothing serves them.
+async def namespace_event(
+    type: str | None, body: kopf.Body, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    """A namespace being deleted: let its served Models go once nothing serves them; once
+    gone, its metric series go too.
 
     kopf may stop watching a terminating namespace's objects before they are gone (it drops
     a namespace matched by `--namespace` pattern as soon as its deletion has no blockers
@@ -53,6 +56,9 @@ async def namespace_event(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any)
     updates the namespace's status as its content goes; each update (and the listing at
     startup) re-reads the held Models from the server.
     """
+    if type == "DELETED":
+        metrics.namespace_deleted(name)
+        return
     watched = memo.get("namespaces") or ["*"]
     if body.get("metadata", {}).get("deletionTimestamp") and any(
         fnmatch(name, pattern) for pattern in watched

@@ -253,6 +253,14 @@ def _read_drift(kube: Kube, namespace: str, name: str) -> None:
         else:
             verdict = _assess(kube, md, status.current_version)
     before = condition(list(status.conditions), "Drifted")
+    unchanged = (
+        verdict is not None
+        and before is not None
+        and (before.status, before.reason) == (_tristate(verdict.drifted), verdict.reason)
+        and not drift.changed(status.drift, verdict.drift)
+    )
+    if unchanged:  # same verdict, numbers within the noise: nothing worth a write
+        return
     if verdict is None:
         new = status.model_copy(
             update={"drift": None, "conditions": without(list(status.conditions), "Drifted")}
@@ -270,6 +278,10 @@ def _read_drift(kube: Kube, namespace: str, name: str) -> None:
     elif was == "True" and (verdict is None or not verdict.drifted):
         message = verdict.message if verdict else "monitoring is off"
         post(body, [Event("Normal", "DriftCleared", message)])
+
+
+def _tristate(value: bool | None) -> str:
+    return "Unknown" if value is None else str(value)
 
 
 def _assess(kube: Kube, md: ModelDeployment, version: int) -> drift.Verdict:

@@ -63,6 +63,8 @@ DEFAULT_MAX_ROWS_PER_REQUEST: int = _FIELDS["max_rows_per_request"].default
 # request passes through unbinned (`busy`) instead of the monitor's memory growing.
 PENDING_BODIES = 2
 CHUNK = 64 * 1024
+# Prometheus series of per-bin counts one pod exports at most (features in profile order).
+MAX_BIN_SERIES = 2000
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,21 @@ class Metrics:
             self.unparsed.labels(reason)
         for code in ("413", "408"):
             self.refused.labels(code)
-        self._features = [
-            [self.bins.labels(f.name, str(i)) for i in range(len(f.counts))]
-            + [self.bins.labels(f.name, "missing")]
-            for f in (reference.features if reference else [])
-        ]
+        # Per-bin series of the features in the profile's order, up to MAX_BIN_SERIES (a
+        # profile may have 1,000 features of 100 bins): the rest are in /drift only.
+        self._features: list[list[Any] | None] = []
+        budget = MAX_BIN_SERIES
+        for f in reference.features if reference else []:
+            wanted = len(f.counts) + 1
+            if wanted > budget:
+                budget = 0
+                self._features.append(None)
+                continue
+            budget -= wanted
+            self._features.append(
+                [self.bins.labels(f.name, str(i)) for i in range(len(f.counts))]
+                + [self.bins.labels(f.name, "missing")]
+            )
         p = reference.predictions if reference else None
         self._predictions = (
             [self.predictions.labels(str(i)) for i in range(len(p.counts))]
@@ -165,6 +177,8 @@ class Metrics:
     def count_bins(self, binned: list[list[int | None]]) -> None:
         # Children looked up once above: a request costs one increment per distinct bin.
         for children, bins in zip([*self._features, self._predictions], binned, strict=False):
+            if not children:  # over the series budget, or no predictions
+                continue
             tally: dict[int, int] = {}
             for b in bins:
                 key = len(children) - 1 if b is None else b
