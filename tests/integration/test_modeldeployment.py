@@ -86,6 +86,14 @@ def test_pinned_version_is_served_with_all_children(cluster: Cluster, op_namespa
     service = get(cluster, ns, "service", "web")
     assert service["spec"]["ports"][0]["port"] == 9000
     assert get(cluster, ns, "pdb", "web")["spec"]["maxUnavailable"] == 1
+    policy = get(cluster, ns, "networkpolicy", "web-serving")["spec"]
+    inference, monitor = policy["ingress"]
+    assert "from" not in inference, "inference open to every caller unless the spec says"
+    assert [p["port"] for p in inference["ports"]] == ["http"]
+    assert [p["port"] for p in monitor["ports"]] == ["monitor"]
+    assert monitor["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == (
+        "mlops-operator"
+    )
     # The namespace enforces `restricted`: Ready pods prove they were admitted.
     assert len(items(cluster, ns, "pods", "-l", "mlops.seed.dev/modeldeployment=web")) == 2
 

@@ -20,6 +20,8 @@ ACRONYMS = {
     "target_cpu_utilization_percentage": "targetCPUUtilizationPercentage",
     # `schema` on the wire; the Python name keeps clear of pydantic's BaseModel.schema.
     "schema_": "schema",
+    # `except` on the wire (a NetworkPolicy's ipBlock); a keyword in Python.
+    "except_": "except",
 }
 # Maps whose keys are data, not field names.
 FREE_FORM = {"metrics", "hyperparameters", "labels", "annotations"}

@@ -771,3 +771,35 @@ def test_a_model_served_by_more_deployments_than_its_status_lists_still_validate
     assert status.served_by == names[:64]
     assert status.served_by_count == 100
     assert serving_fields([]) == {"served_by": [], "served_by_count": None}
+
+
+def test_the_network_policy_opens_the_serving_port_and_keeps_the_monitor_s_to_its_readers() -> None:
+    policy = serving.build_network_policy(md(), "mlops-system", ["monitoring"])
+    assert policy is not None
+    assert policy["metadata"]["name"] == "web-serving"
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {serving.MD_LABEL: "web"}}
+    assert spec["policyTypes"] == ["Ingress"]
+    inference, monitor = spec["ingress"]
+    assert inference == {"ports": [{"port": "http", "protocol": "TCP"}]}, "open to all callers"
+    namespaces = [p["namespaceSelector"]["matchLabels"] for p in monitor["from"]]
+    assert namespaces == [
+        {serving.NAMESPACE_NAME_LABEL: "mlops-system"},
+        {serving.NAMESPACE_NAME_LABEL: "monitoring"},
+    ]
+    assert monitor["from"][0]["podSelector"] == {"matchLabels": serving.OPERATOR_POD_LABELS}
+
+    only = md(networkPolicy={
+        "inferenceFrom": [{"namespaceSelector": {"matchLabels": {"team": "shop"}}},
+                          {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+        "monitorFrom": [{"podSelector": {"matchLabels": {"app": "grafana-agent"}}}],
+    })  # fmt: skip
+    restricted = serving.build_network_policy(only, "mlops-system", [])
+    assert restricted is not None
+    inference, monitor = restricted["spec"]["ingress"]
+    assert inference["from"] == [
+        {"namespaceSelector": {"matchLabels": {"team": "shop"}}},
+        {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
+    ]
+    assert monitor["from"][-1] == {"podSelector": {"matchLabels": {"app": "grafana-agent"}}}
+    assert serving.build_network_policy(md(networkPolicy={"enabled": False}), "x", []) is None

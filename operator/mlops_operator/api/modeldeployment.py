@@ -379,6 +379,48 @@ class Monitoring(ApiModel):
     )
 
 
+class IpBlock(ApiModel):
+    """Addresses, as in a NetworkPolicy."""
+
+    cidr: str = Field(max_length=64, pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$", description="A CIDR.")
+    except_: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list, alias="except", max_length=16, description="CIDRs left out."
+    )
+
+
+class NetworkPeer(ApiModel):
+    """Who may connect, as a NetworkPolicy's `from` entry."""
+
+    namespace_selector: LabelSelector | None = Field(
+        default=None, description="Pods of the namespaces with these labels."
+    )
+    pod_selector: LabelSelector | None = Field(
+        default=None, description="Pods with these labels (in those namespaces, or this one)."
+    )
+    ip_block: IpBlock | None = Field(default=None, description="These addresses.")
+
+
+class NetworkAccess(ApiModel):
+    """The NetworkPolicy the operator keeps for the serving pods (`<name>-serving`)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Keep it; false: none (the pods' traffic is whatever your policies say).",
+    )
+    inference_from: list[NetworkPeer] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Who may call the serving port; empty: everyone. The runtime's own port"
+        " behind the monitor is open to no one, so the monitor cannot be bypassed.",
+    )
+    monitor_from: list[NetworkPeer] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Who may read the monitor's port (/drift, /metrics) besides the operator's"
+        " pods and the namespaces the operator's install names for Prometheus.",
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     """What to serve and how to roll it out."""
 
@@ -444,6 +486,11 @@ class ModelDeploymentSpec(ApiModel):
     )
     monitoring: Monitoring = Field(
         default_factory=Monitoring, description="Drift monitoring of the served version."
+    )
+    network_policy: NetworkAccess = Field(
+        default_factory=NetworkAccess,
+        description="Who may reach the serving pods (enforced where the cluster's network"
+        " enforces NetworkPolicies).",
     )
 
 

@@ -27,6 +27,8 @@ PVC_ROOT = "/mnt/pvc"
 # The monitor's ports: traffic (the Service's target when monitored) and /drift, /metrics.
 MONITOR_PORT = 9080
 MONITOR_ADMIN_PORT = 9081
+# Set by the API server on every namespace: what a NetworkPolicy selects a namespace by.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 MiB = 2**20
 REFERENCE_DIR = "/mnt/reference"
 REFERENCE_PATH = f"{REFERENCE_DIR}/reference.json"
@@ -143,6 +145,56 @@ def build_pdb(md: ModelDeployment) -> dict[str, Any] | None:
         return None
     spec = {"maxUnavailable": 1, "selector": {"matchLabels": {MD_LABEL: _name(md)}}}
     return _child(md, "policy/v1", "PodDisruptionBudget", _name(md), spec)
+
+
+# The operator's own pods, as manifests/ and the Helm chart label them.
+OPERATOR_POD_LABELS = {
+    "app.kubernetes.io/name": "mlops-operator",
+    "app.kubernetes.io/component": "operator",
+}
+
+
+def network_policy_name(md: ModelDeployment) -> str:
+    return f"{_name(md)}-serving"
+
+
+def build_network_policy(
+    md: ModelDeployment, operator_namespace: str, scrape_namespaces: list[str]
+) -> dict[str, Any] | None:
+    """Who may reach the serving pods: the serving port (`http`, the monitor's when it runs)
+    from `inferenceFrom` or everyone; the monitor's port only from the operator's pods, the
+    Prometheus namespaces the install names and `monitorFrom`. Every other port of the pods
+    (the runtime's behind the monitor) from no one: the evidence cannot be gone around."""
+    access = md.spec.network_policy
+    if not access.enabled:
+        return None
+
+    def peers(listed: list[Any]) -> list[dict[str, Any]]:
+        # Without the empty defaults, as the API server would keep them.
+        dump = {"mode": "json", "by_alias": True, "exclude_none": True, "exclude_defaults": True}
+        return [p.model_dump(**dump) for p in listed]
+
+    operator = {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: operator_namespace}},
+        "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)},
+    }
+    scrapers = [
+        {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: ns}}}
+        for ns in scrape_namespaces
+    ]
+    inference: dict[str, Any] = {"ports": [{"port": "http", "protocol": "TCP"}]}
+    if access.inference_from:
+        inference["from"] = peers(access.inference_from)
+    monitor = {
+        "ports": [{"port": "monitor", "protocol": "TCP"}],
+        "from": [operator, *scrapers, *peers(access.monitor_from)],
+    }
+    spec = {
+        "podSelector": {"matchLabels": {MD_LABEL: _name(md)}},
+        "policyTypes": ["Ingress"],
+        "ingress": [inference, monitor],
+    }
+    return _child(md, "networking.k8s.io/v1", "NetworkPolicy", network_policy_name(md), spec)
 
 
 def _child(

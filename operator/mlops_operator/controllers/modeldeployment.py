@@ -43,13 +43,19 @@ from mlops_operator.controllers.common import (
     post,
     write_status,
 )
-from mlops_operator.kube import Body, Kube, clock
+from mlops_operator.kube import Body, Kube, clock, current_namespace
 from mlops_operator.monitor_client import Asked, MonitorError, read_drift
 
 PLURAL = "modeldeployments"
 MD_LABEL = serving.MD_LABEL
 # The image whose `storage-init` subcommand fetches artifacts: the operator's own.
 STORAGE_IMAGE = os.environ.get("MLOPS_OPERATOR_IMAGE", "mlops-operator:0.1.0")
+# Whose pods may read the monitors (the serving pods' NetworkPolicy): the operator's own, in
+# its namespace, and the Prometheus namespaces the install names (comma-separated).
+OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or current_namespace()
+SCRAPE_NAMESPACES = [
+    n.strip() for n in os.environ.get("MLOPS_SCRAPE_NAMESPACES", "").split(",") if n.strip()
+]
 # While a rollout is in progress, look again this often: pauses and deadlines need a clock
 # (readiness itself arrives as Deployment events, so this can be coarse).
 TICK_SECONDS = 5.0
@@ -135,6 +141,7 @@ def _reconcile_followers(kube: Kube, namespace: str, model_name: str | None) -> 
 @kopf.on.event("", "v1", "services", labels={MD_LABEL: kopf.PRESENT})
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels={MD_LABEL: kopf.PRESENT})
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={MD_LABEL: kopf.PRESENT})
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={MD_LABEL: kopf.PRESENT})
 async def child_changed(
     type: str | None,
     event: kopf.RawEvent,
@@ -396,12 +403,14 @@ def _apply(
         kube.delete("Deployment", namespace, serving.deployment_name(md, "canary"))
     if decided.stable is not None:
         kube.apply(serving.build_service(md))
-    for kind, manifest in (
-        ("HorizontalPodAutoscaler", serving.build_hpa(md)),
-        ("PodDisruptionBudget", serving.build_pdb(md)),
+    policy = serving.build_network_policy(md, OPERATOR_NAMESPACE, SCRAPE_NAMESPACES)
+    for kind, name, manifest in (
+        ("HorizontalPodAutoscaler", md.metadata.name or "", serving.build_hpa(md)),
+        ("PodDisruptionBudget", md.metadata.name or "", serving.build_pdb(md)),
+        ("NetworkPolicy", serving.network_policy_name(md), policy),
     ):
         if manifest is None:
-            kube.delete(kind, namespace, md.metadata.name or "", if_cached=True)
+            kube.delete(kind, namespace, name, if_cached=True)
         else:
             kube.apply(manifest)
 

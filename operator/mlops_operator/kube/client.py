@@ -73,6 +73,7 @@ PLURALS = {
     "Service": "services",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "PodDisruptionBudget": "poddisruptionbudgets",
+    "NetworkPolicy": "networkpolicies",
 }
 
 
@@ -92,6 +93,7 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.autoscaling = client.AutoscalingV2Api(api)
         self.policy = client.PolicyV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         # Server-side apply and delete, by kind, for the serving children.
         self._patch = {
@@ -99,11 +101,13 @@ class Kube:
             "Service": self.core.patch_namespaced_service,
             "HorizontalPodAutoscaler": self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
             "PodDisruptionBudget": self.policy.patch_namespaced_pod_disruption_budget,
+            "NetworkPolicy": self.networking.patch_namespaced_network_policy,
         }
         self._delete = {
             "Deployment": self.apps.delete_namespaced_deployment,
             "HorizontalPodAutoscaler": self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
             "PodDisruptionBudget": self.policy.delete_namespaced_pod_disruption_budget,
+            "NetworkPolicy": self.networking.delete_namespaced_network_policy,
         }
 
     @classmethod
