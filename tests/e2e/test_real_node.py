@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import joblib
@@ -27,7 +29,9 @@ from tests.e2e.realnode import (
     RELEASE,
     S3_ENV,
     TRAIN,
+    TRAINER,
     apply,
+    in_pod,
     kubectl_json,
     predict_in_cluster,
     trainingjob,
@@ -214,3 +218,128 @@ def test_a_training_container_out_of_memory_is_oomkilled(real: Cluster, workspac
     failure = kubectl_json(real, "get", "tj", "iris-oom", "-n", workspace)["status"]["failure"]
     assert failure["reason"] == "OOMKilled", failure
     assert failure["exitCode"] == 137
+
+
+# A runtime that serves for 20 s then exits 1 when it serves version 2: a model that loads,
+# answers, passes its probes, and then crash-loops (the kubelet restarts it, with backoff).
+FLAPPY = """
+import http.server, os, threading
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    do_POST = do_GET
+    def log_message(self, *args): pass
+if os.environ["MLOPS_MODEL_VERSION"] == "2":
+    threading.Timer(20, lambda: os._exit(1)).start()
+http.server.ThreadingHTTPServer(("", 8080), Answer).serve_forever()
+"""
+
+
+def test_a_canary_that_crash_loops_after_its_first_ready_is_rolled_back(
+    real: Cluster, workspace: str, record: Callable[..., None]
+) -> None:
+    """Ready, then crashing, within a 600 s pause: rolled back at the first restart, not
+    left in place until the pause ends (issue 24)."""
+    artifact = kubectl_json(real, "get", "mdl", "iris-v1", "-n", workspace)["spec"]["artifact"]
+    models = [
+        {"apiVersion": "mlops.seed.dev/v1alpha1", "kind": "Model",
+         "metadata": {"name": f"flappy-v{v}"},
+         "spec": {"modelName": "flappy", "version": v,
+                  "artifact": {"uri": artifact["uri"], "format": "sklearn"},
+                  "metrics": {"accuracy": 0.9}}}
+        for v in (1, 2)
+    ]  # fmt: skip
+
+    def deployment(version: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "mlops.seed.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "flappy"},
+            "spec": {
+                "model": {"name": "flappy", "version": version},
+                "runtime": {"image": TRAINER, "command": ["python", "-c", FLAPPY], "port": 8080},
+                "storage": {"env": S3_ENV}, "scheduling": ON_REAL_NODE, "replicas": 2,
+                "progressDeadlineSeconds": 60,
+                "strategy": {"type": "Canary", "canary": {"steps": [
+                    {"weight": 50, "pauseSeconds": 600}]}},
+            },
+        }  # fmt: skip
+
+    apply(real, workspace, *models, deployment(1))
+    wait(real, workspace, "mdep/flappy", "condition=Ready", 240)
+    apply(real, workspace, deployment(2))
+    until(
+        lambda: (kubectl_json(real, "get", "mdep", "flappy", "-n", workspace)["status"]
+                 .get("canary") or {}).get("stepStartedAt"),
+        180, "the canary Ready",
+    )  # fmt: skip
+    ready = time.monotonic()
+    wait(real, workspace, "mdep/flappy", "jsonpath={.status.failedVersion}=2", 120)
+    rolled_back = time.monotonic() - ready
+    md = kubectl_json(real, "get", "mdep", "flappy", "-n", workspace)
+    assert md["status"]["currentVersion"] == 1
+    assert summary(md["status"]["conditions"]) == ("Stalled", "RolledBack")
+    message = md["status"]["history"][0]["message"]
+    assert "a container of version 2 restarted at step 1 of 1 (50%)" in message, message
+    wait(real, workspace, "deployment/flappy-canary", "delete", 60)
+    record(crash_looping_canary_rolled_back_after_first_ready_s=round(rolled_back, 1))
+
+
+# Four uploads of 200 MB to the inference path, by Content-Length and chunked, from a pod
+# with no rights at all: each is answered 413 or cut off, never read into memory.
+FLOOD = """
+import json, socket, sys
+host, total, block, crlf = sys.argv[1], 200 << 20, b"0" * (1 << 20), "\\r\\n"
+said = []
+for chunked in (False, True, False, True):
+    conn = socket.create_connection((host, 80), timeout=60)
+    head = ["POST /v2/models/iris/infer HTTP/1.1", f"Host: {host}", "Content-Type: x",
+            "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}", "", ""]
+    conn.sendall(crlf.join(head).encode())
+    sent = 0
+    try:
+        while sent < total:
+            conn.sendall(b"%x\\r\\n%s\\r\\n" % (len(block), block) if chunked else block)
+            sent += len(block)
+    except OSError:
+        pass
+    try:
+        said.append(conn.recv(64).split(b" ")[1].decode())
+    except (OSError, IndexError) as err:
+        said.append(type(err).__name__)
+    conn.close()
+print(json.dumps(said))
+"""
+
+
+def test_a_flood_of_huge_bodies_from_another_namespace_does_not_kill_the_monitor(
+    real: Cluster, workspace: str
+) -> None:
+    def monitor_restarts() -> dict[str, int]:
+        pods = kubectl_json(real, "get", "pods", "-n", workspace, "-l",
+                            "mlops.seed.dev/modeldeployment=iris")["items"]  # fmt: skip
+        return {
+            p["metadata"]["name"]: c["restartCount"]
+            for p in pods
+            for c in p["status"].get("containerStatuses") or []
+            if c["name"] == "monitor"
+        }
+
+    before = monitor_restarts()
+    assert before, "the iris pods run the monitor"
+    outsider = f"outsider-{os.urandom(3).hex()}"
+    real.kubectl("create", "namespace", outsider)
+    try:
+        real.kubectl("wait", "-n", outsider, "--for=create", "serviceaccount/default",
+                     "--timeout=60s")  # fmt: skip
+        in_pod(real, outsider, "flood", FLOOD.replace("sys.argv[1]", f"'iris.{workspace}.svc'"))
+        wait(real, outsider, "job/flood", "condition=Complete", 300)
+        said = json.loads(real.kubectl("logs", "-n", outsider, "job/flood").stdout)
+        assert all(s in ("413", "ConnectionResetError", "BrokenPipeError") for s in said), said
+        assert "413" in said
+    finally:
+        real.kubectl("delete", "namespace", outsider, "--wait=false")
+    assert monitor_restarts() == before, "no monitor was restarted (OOMKilled)"
+    url = kubectl_json(real, "get", "mdep", "iris", "-n", workspace)["status"]["url"]
+    x, _ = load_iris(return_X_y=True)
+    (answer,) = predict_in_cluster(real, workspace, url, x[:5].tolist())
+    assert len(answer["outputs"][0]["data"]) == 5, "other callers are still served"
