@@ -14,9 +14,17 @@ serving pod. Then:
   time to drift: then every request has petal_length 3 cm longer: the seconds from the first
                 shifted request until a reading says Drifted (the operator reads every
                 spec.monitoring.intervalSeconds, 60 s by default, which comes on top).
+  --before REV: the monitor of commit REV (a git worktree) runs beside this one, in front of
+                the same MLServer; the latency runs interleave direct, before, after.
+  --hostile:    each monitor, alone, meets the hostile mix while a client sends --rate
+                requests/s: four 200 MB uploads by Content-Length and two chunked, 50 uploads
+                dribbled over 20 s, a deeply nested body, twenty 10,000-row requests and 200
+                idle connections. Its peak RSS (VmHWM), whether it lived, and how many of the
+                client's requests were answered 200.
 Writes bench/results/monitor.json and prints a Markdown table.
 
     .venv/bin/python bench/monitor.py --rate 100 --seconds 30 --repeats 3 --calm 10000
+    .venv/bin/python bench/monitor.py --calm 0 --before 243cfee --hostile
 """
 
 from __future__ import annotations
@@ -143,23 +151,27 @@ async def judged_while(
     return seen
 
 
-async def measure(args: argparse.Namespace, direct: str, monitored: str, admin: str,
-                  monitor_pid: int) -> dict[str, Any]:  # fmt: skip
+async def measure(args: argparse.Namespace, direct: str, monitors: dict[str, Monitor]
+                  ) -> dict[str, Any]:  # fmt: skip
     x, _ = load_iris(return_X_y=True)
     rng = np.random.default_rng(5)
     n = int(args.rate * args.seconds)
     connector = aiohttp.TCPConnector(limit=0)
+    monitored, admin = monitors["monitored"].listen, monitors["monitored"].admin
+    paths = {"direct": direct, **{name: m.listen for name, m in monitors.items()}}
     async with aiohttp.ClientSession(connector=connector) as session:
-        # Warm both paths (connections, MLServer's first calls).
-        await load(session, direct + PATH, x[:20].tolist(), args.rate)
-        await load(session, monitored + PATH, x[:20].tolist(), args.rate)
-        runs: dict[str, list[dict[str, float]]] = {"direct": [], "monitored": []}
+        # Warm every path (connections, MLServer's first calls).
+        for base in paths.values():
+            await load(session, base + PATH, x[:20].tolist(), args.rate)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
         for _ in range(args.repeats):
-            for name, base in (("direct", direct), ("monitored", monitored)):
+            for name, base in paths.items():
                 rows = x[rng.integers(0, len(x), n)].tolist()
                 got = await load(session, base + PATH, rows, args.rate)
                 runs[name].append({"p50": pct(got, 50), "p99": pct(got, 99), "n": len(got)})
-        memory = memory_kb(monitor_pid)
+        memory = memory_kb(monitors["monitored"].proc.pid)
+        if not args.calm:
+            return summarize(args, n, runs, memory)
 
         defaults = Monitoring()
         calm_rows = x[rng.integers(0, len(x), args.calm)].tolist()
@@ -176,21 +188,7 @@ async def measure(args: argparse.Namespace, direct: str, monitored: str, admin: 
         shifting.cancel()
         drifted_at = next((t for t, v in shift_seen if v.drifted), None)
 
-    def median(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in runs[name])
-
-    return {
-        "rate": args.rate,
-        "requests_per_run": n,
-        "repeats": args.repeats,
-        "runs": runs,
-        "p50_ms": {k: round(median(k, "p50") * 1000, 2) for k in runs},
-        "p99_ms": {k: round(median(k, "p99") * 1000, 2) for k in runs},
-        "added_ms": {
-            q: round((median("monitored", q) - median("direct", q)) * 1000, 2)
-            for q in ("p50", "p99")
-        },
-        "monitor_memory_kb": memory,
+    return summarize(args, n, runs, memory) | {
         "calm_requests": args.calm,
         "calm_readings_judged": len(judged),
         "calm_readings_drifted": sum(1 for v in judged if v.drifted),
@@ -200,12 +198,139 @@ async def measure(args: argparse.Namespace, direct: str, monitored: str, admin: 
     }
 
 
+def summarize(
+    args: argparse.Namespace, n: int, runs: dict[str, list[dict[str, float]]], memory: Any
+) -> dict[str, Any]:
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    added = {
+        name: {q: round((median(name, q) - median("direct", q)) * 1000, 2) for q in ("p50", "p99")}
+        for name in runs
+        if name != "direct"
+    }
+    return {
+        "rate": args.rate,
+        "requests_per_run": n,
+        "repeats": args.repeats,
+        "runs": runs,
+        "p50_ms": {k: round(median(k, "p50") * 1000, 2) for k in runs},
+        "p99_ms": {k: round(median(k, "p99") * 1000, 2) for k in runs},
+        "added_ms": added["monitored"],
+        "added_ms_by_monitor": added,
+        "monitor_memory_kb": memory,
+    }
+
+
+class Monitor:
+    """`mlops-operator monitor` in front of the runtime, from this checkout or from `source`
+    (another checkout's operator/ directory: the monitor of an earlier commit)."""
+
+    def __init__(self, upstream: str, reference: Path, source: Path | None = None) -> None:
+        port, admin = free_port(), free_port()
+        self.listen, self.admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+        env = {**os.environ, **({"PYTHONPATH": str(source)} if source else {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlops_operator", "monitor", "--upstream", upstream,
+             "--reference", str(reference), "--listen", f"127.0.0.1:{port}",
+             "--admin", f"127.0.0.1:{admin}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            cwd=source or ROOT,
+        )  # fmt: skip
+        wait_http(f"{self.admin}/healthz", self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+async def hostile(args: argparse.Namespace, monitor: Monitor) -> dict[str, Any]:
+    """The hostile mix against one monitor while a client sends --rate requests/s."""
+    x, _ = load_iris(return_X_y=True)
+    host, port = monitor.listen.removeprefix("http://").split(":")
+    crlf = b"\r\n"
+
+    async def upload(total: int, *, chunked: bool = False, dribble: float = 0.0) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            size = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % total
+            writer.write(b"POST " + PATH.encode() + b" HTTP/1.1" + crlf + b"Host: x" + crlf
+                         + size + crlf + crlf)  # fmt: skip
+            block, sent = b"0" * (1 << 20 if not dribble else 64), 0
+            while sent < total:
+                writer.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+                await writer.drain()
+                sent += len(block)
+                if dribble:
+                    await asyncio.sleep(dribble)
+            await asyncio.wait_for(reader.read(64), 30)
+            writer.close()
+        except (OSError, TimeoutError):
+            pass  # refused or cut off: what the mix is for
+
+    nested = b'{"inputs": ' + b"[" * 1_000_000 + b"]" * 1_000_000 + b"}"
+    rows_10k = x[np.arange(10_000) % len(x)].tolist()
+    tensor = {"name": "x", "shape": [10_000, 4], "datatype": "FP64", "data": rows_10k}
+    wide = json.dumps({"inputs": [tensor]}).encode()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def post(payload: bytes) -> None:
+            try:
+                async with session.post(monitor.listen + PATH, data=payload) as r:
+                    await r.read()
+            except aiohttp.ClientError:
+                pass
+
+        idle = [await asyncio.open_connection(host, int(port)) for _ in range(200)]
+        rows = x[np.random.default_rng(9).integers(0, len(x), int(args.rate * 30))].tolist()
+        answered: list[int] = []
+
+        async def client() -> None:
+            async def one(row: list[float]) -> None:
+                try:
+                    async with session.post(
+                        monitor.listen + PATH,
+                        data=body(row),
+                        headers={"Content-Type": "application/json"},
+                    ) as r:
+                        await r.read()
+                        answered.append(r.status)
+                except aiohttp.ClientError:
+                    answered.append(0)
+
+            start, tasks = time.perf_counter(), []
+            for i, row in enumerate(rows):
+                await asyncio.sleep(max(0.0, start + i / args.rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(one(row)))
+            await asyncio.gather(*tasks)
+
+        await asyncio.gather(
+            client(),
+            *(upload(200 << 20) for _ in range(4)),
+            *(upload(200 << 20, chunked=True) for _ in range(2)),
+            *(upload(64 * 20, dribble=0.4) for _ in range(50)),
+            post(nested),
+            *(post(wide) for _ in range(20)),
+        )
+        for _, writer in idle:
+            writer.close()
+    alive = monitor.proc.poll() is None
+    return {
+        "peak_rss_mb": round(memory_kb(monitor.proc.pid)["VmHWM"] / 1024) if alive else None,
+        "alive": alive,
+        "client_requests": len(rows),
+        "client_answered_200": sum(1 for s in answered if s == 200),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calm", type=int, default=10_000)
+    parser.add_argument("--before", help="also run the monitor of this commit (a worktree)")
+    parser.add_argument("--hostile", action="store_true", help="measure under the hostile mix")
     args = parser.parse_args()
     if not MLSERVER.exists():
         raise SystemExit("run `make mlserver-venv` first")
@@ -215,7 +340,7 @@ def main() -> None:
            "MLOPS_TERMINATION_LOG": str(tmp / "report")}  # fmt: skip
     subprocess.run([sys.executable, str(ROOT / "examples" / "iris" / "train.py")], env=env,
                    check=True)  # fmt: skip
-    http, grpc, metrics, listen, admin = (free_port() for _ in range(5))
+    http, grpc, metrics = (free_port() for _ in range(3))
     runtime_env = {
         "MLSERVER_HTTP_PORT": str(http), "MLSERVER_GRPC_PORT": str(grpc),
         "MLSERVER_METRICS_PORT": str(metrics), "MLSERVER_MODEL_NAME": "iris",
@@ -225,22 +350,35 @@ def main() -> None:
     quiet = subprocess.DEVNULL
     server = subprocess.Popen([str(MLSERVER), "start", str(out)], cwd=tmp, stdout=quiet,
                               stderr=quiet, env={**os.environ, **runtime_env})  # fmt: skip
-    monitor = subprocess.Popen(
-        [sys.executable, "-m", "mlops_operator", "monitor",
-         "--upstream", f"http://127.0.0.1:{http}", "--reference", str(out / "reference.json"),
-         "--listen", f"127.0.0.1:{listen}", "--admin", f"127.0.0.1:{admin}"],
-        stdout=quiet, stderr=quiet,
-    )  # fmt: skip
+    upstream, reference = f"http://127.0.0.1:{http}", out / "reference.json"
+    before = None
+    if args.before:
+        before = tmp / "before"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before),
+                        args.before], check=True, capture_output=True)  # fmt: skip
+    monitors: dict[str, Monitor] = {}
     try:
-        wait_http(f"http://127.0.0.1:{http}/v2/models/iris/ready", server)
-        wait_http(f"http://127.0.0.1:{admin}/healthz", monitor)
-        result = asyncio.run(measure(args, f"http://127.0.0.1:{http}",
-                                     f"http://127.0.0.1:{listen}", f"http://127.0.0.1:{admin}",
-                                     monitor.pid))  # fmt: skip
+        wait_http(f"{upstream}/v2/models/iris/ready", server)
+        if before:
+            monitors["before"] = Monitor(upstream, reference, before / "operator")
+        monitors["monitored"] = Monitor(upstream, reference)
+        result = asyncio.run(measure(args, upstream, monitors))
+        if args.hostile:
+            result["hostile"] = {}
+            for name, monitor in list(monitors.items()):  # one at a time, each fresh
+                monitor.stop()
+                source = before / "operator" if before and name == "before" else None
+                fresh = Monitor(upstream, reference, source)
+                monitors[name] = fresh
+                result["hostile"][name] = asyncio.run(hostile(args, fresh))
     finally:
-        for proc in (monitor, server):
-            proc.terminate()
-            proc.wait(timeout=30)
+        for monitor in monitors.values():
+            monitor.stop()
+        server.terminate()
+        server.wait(timeout=30)
+        if before:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(before)], check=False)  # fmt: skip
     result["date"] = datetime.now(UTC).date().isoformat()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "monitor.json").write_text(json.dumps(result, indent=2, default=str))
@@ -254,6 +392,15 @@ def main() -> None:
     print(
         f"| monitor memory | RSS {mem['VmRSS'] / 1024:.0f} MB, peak {mem['VmHWM'] / 1024:.0f} MB |"
     )
+    for name, added_by in result["added_ms_by_monitor"].items():
+        print(f"| added by the {name} monitor | +{added_by['p50']} ms p50, +{added_by['p99']} ms"
+              " p99 |")  # fmt: skip
+    for name, mix in result.get("hostile", {}).items():
+        print(f"| the {name} monitor under the hostile mix | peak RSS {mix['peak_rss_mb']} MB,"
+              f" alive {mix['alive']}, {mix['client_answered_200']} of {mix['client_requests']}"
+              " client requests answered 200 |")  # fmt: skip
+    if not args.calm:
+        return
     print(f"| false drift over {args.calm} in-distribution requests | "
           f"{result['calm_readings_drifted']} of {result['calm_readings_judged']} readings"
           f" Drifted; highest PSI {result['calm_max_psi']} |")  # fmt: skip

@@ -92,9 +92,16 @@ class _Upload:
     def __init__(self, source: web.Request, limit: int, keep: int) -> None:
         self._source, self._limit, self._keep = source, limit, keep
         self.size = 0
-        self.kept: bytearray | None = bytearray() if keep else None
+        self.kept: bytes | bytearray | None = bytearray() if keep else None
         self.too_large = False
         self.finished: float | None = None
+
+    def whole(self, body: bytes) -> bytes:
+        """The body read at once (small, its size known)."""
+        self.size = len(body)
+        self.kept = body if self._keep else None
+        self.finished = time.monotonic()
+        return body
 
     async def chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self._source.content.iter_chunked(CHUNK):
@@ -212,8 +219,9 @@ class Monitor:
         self._reader.shutdown(wait=False, cancel_futures=True)
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
-        """Stream the request to the runtime and its answer back; time the runtime alone
-        (from the request's last byte to the answer's first); count and bin afterwards."""
+        """Pass the request to the runtime and its answer back (streamed when large or of
+        unknown size); time the runtime alone (from the request's last byte to the answer's
+        first); count and bin afterwards."""
         assert self._session is not None
         settings = self.settings
         started = time.monotonic()
@@ -224,38 +232,52 @@ class Monitor:
         binned = infer and settings.reference is not None
         keep = settings.max_binned_bytes if binned else 0
         upload = _Upload(request, settings.max_request_bytes, keep)
+        payload: bytes | AsyncIterator[bytes] | None = None
+        if request.body_exists and length is not None and length <= settings.max_binned_bytes:
+            try:  # small, and its size known: read whole, as most inference calls are
+                async with asyncio.timeout(settings.upstream_timeout):
+                    payload = upload.whole(await request.read())
+            except TimeoutError:
+                return self._refused(408, "request body not received in time")
+        elif request.body_exists:
+            payload = upload.chunks()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         if length is not None:
             headers[hdrs.CONTENT_LENGTH] = str(length)
         response: web.StreamResponse | None = None
-        answer: bytearray | None = bytearray() if binned else None
+        answer: bytes | bytearray | None = None
         try:
             async with self._session.request(
                 request.method,
                 settings.upstream + request.rel_url.raw_path_qs,
                 headers=headers,
-                data=upload.chunks() if request.body_exists else None,
+                data=payload,
                 allow_redirects=False,
             ) as upstream:
                 seconds = time.monotonic() - (upload.finished or started)
-                response = web.StreamResponse(
-                    status=upstream.status,
-                    headers={
-                        k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-                    },
-                )
-                if upstream.content_length is not None:
-                    response.content_length = upstream.content_length
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_chunked(CHUNK):
-                    if answer is not None and len(answer) + len(chunk) <= settings.max_binned_bytes:
-                        answer += chunk
-                    else:
-                        answer = None  # too large to bin: passed on, not kept
-                    await response.write(chunk)
-                await response.write_eof()
+                passed = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+                size = upstream.content_length
+                if size is not None and size <= settings.max_binned_bytes:
+                    answer = await upstream.read()
+                    response = web.Response(status=upstream.status, body=answer, headers=passed)
+                else:  # large or of unknown size: streamed back, kept only under the cap
+                    response = web.StreamResponse(status=upstream.status, headers=passed)
+                    if size is not None:
+                        response.content_length = size
+                    await response.prepare(request)
+                    answer = bytearray()
+                    async for chunk in upstream.content.iter_chunked(CHUNK):
+                        if (
+                            answer is not None
+                            and len(answer) + len(chunk) <= settings.max_binned_bytes
+                        ):
+                            answer += chunk
+                        else:
+                            answer = None  # too large to bin: passed on, not kept
+                        await response.write(chunk)
+                    await response.write_eof()
         except (ClientError, TimeoutError, _TooLarge) as err:
-            if response is not None:  # the answer had begun: the caller's connection ends
+            if response is not None and response.prepared:  # the caller's connection ends
                 log.warning(
                     "runtime's answer to %s %s broke off: %s", request.method, request.path, err
                 )
@@ -293,7 +315,9 @@ class Monitor:
         self.window.record_unparsed(now)
         self.metrics.unparsed.labels(reason).inc()
 
-    def _bin_later(self, body: bytearray | None, answer: bytearray | None, now: float) -> None:
+    def _bin_later(
+        self, body: bytes | bytearray | None, answer: bytes | bytearray | None, now: float
+    ) -> None:
         """Read the request's rows (and the answer's predictions) in a worker thread, after
         the answer has gone: within the binning cap and the pending budget, else counted."""
         if body is None or answer is None:
