@@ -202,6 +202,19 @@ def test_a_crash_between_a_canary_step_s_two_writes_never_takes_the_step_back(
     assert len(history.specs["can-canary"]) == 2, history.specs
 
 
+def canary_of_2_ready(cluster: Cluster, ns: str, name: str, spec: dict[str, Any]) -> None:
+    """Version 1 served, then version 2 as a canary whose first step's pods are Ready."""
+    apply(cluster, ns, model(1), model(2), deployment(name, version=1, **spec))
+    wait(cluster, ns, f"mdep/{name}", "condition=Ready")
+    apply(cluster, ns, deployment(name, version=2, **spec))
+    until(
+        lambda: (status(cluster, ns, "mdep", name).get("canary") or {}).get("stepStartedAt"),
+        60,
+        "the canary Ready at its first step",
+        every=0.2,
+    )
+
+
 def test_a_successor_whose_clock_runs_30s_ahead_ends_no_pause_early(
     cluster: Cluster, op_namespace: str, operator: Operator, tmp_path: Path
 ) -> None:
@@ -212,15 +225,7 @@ def test_a_successor_whose_clock_runs_30s_ahead_ends_no_pause_early(
     pause = 40
     steps = [{"weight": 25, "pauseSeconds": pause}, {"weight": 50}]
     spec = {"replicas": 4, "strategy": {"type": "Canary", "canary": {"steps": steps}}}
-    apply(cluster, ns, model(1), model(2), deployment("skew", version=1, **spec))
-    wait(cluster, ns, "mdep/skew", "condition=Ready")
-    apply(cluster, ns, deployment("skew", version=2, **spec))
-    until(
-        lambda: (status(cluster, ns, "mdep", "skew").get("canary") or {}).get("stepStartedAt"),
-        60,
-        "the canary Ready at 25%",
-        every=0.2,
-    )
+    canary_of_2_ready(cluster, ns, "skew", spec)
     ready_seen = time.monotonic()  # at or after the pause began
     operator.kill()
     skewed = Operator(cluster, tmp_path / "skewed.log", env=clock_ahead(30))
@@ -307,14 +312,7 @@ def test_a_canary_that_stops_being_ready_in_its_pause_is_rolled_back(
     steps = [{"weight": 25, "pauseSeconds": 600}, {"weight": 50}]
     spec = {"replicas": 4, "progressDeadlineSeconds": 10,
             "strategy": {"type": "Canary", "canary": {"steps": steps}}}  # fmt: skip
-    apply(cluster, ns, model(1), model(2), deployment("flaky", version=1, **spec))
-    wait(cluster, ns, "mdep/flaky", "condition=Ready")
-    apply(cluster, ns, deployment("flaky", version=2, **spec))
-    until(
-        lambda: (status(cluster, ns, "mdep", "flaky").get("canary") or {}).get("stepStartedAt"),
-        60,
-        "the canary Ready at 25%",
-    )
+    canary_of_2_ready(cluster, ns, "flaky", spec)
     pods = items(cluster, ns, "pod", "-l", "mlops.seed.dev/track=canary")
     assert len(pods) == 1
     unready = '{"status": {"conditions": [{"type": "Ready", "status": "False"}]}}'
