@@ -327,8 +327,13 @@ def test_a_schedule_fires_on_time_and_records_it(cluster: Cluster, op_namespace:
 
 def test_a_modeldeployment_condition_starts_a_run(cluster: Cluster, op_namespace: str) -> None:
     ns = op_namespace
-    apply(cluster, ns, model(1), deployment("web", version=1))
+    # The condition is written by hand below: first let the operator's own drift read (soon
+    # after the ModelDeployment appears, then hourly) be done, or it overwrites the hand-made
+    # one before the ContinuousTraining sees it (a CI run lost that race).
+    apply(cluster, ns, model(1), deployment("web", version=1, monitoring={"intervalSeconds": 3600}))
     wait(cluster, ns, "mdep/web", "condition=Ready")
+    wait(cluster, ns, "mdep/web",
+         "jsonpath={.status.conditions[?(@.type=='Drifted')].reason}=NoReference")  # fmt: skip
     trigger = {"onModelDeployment": {"name": "web", "condition": "Drifted", "forSeconds": 2}}
     apply(cluster, ns, continuous("retrain", trigger, cooldownSeconds=3600))
     wait(cluster, ns, "ct/retrain", "condition=Ready")

@@ -803,3 +803,20 @@ def test_the_network_policy_opens_the_serving_port_and_keeps_the_monitor_s_to_it
     ]
     assert monitor["from"][-1] == {"podSelector": {"matchLabels": {"app": "grafana-agent"}}}
     assert serving.build_network_policy(md(networkPolicy={"enabled": False}), "x", []) is None
+
+
+def test_a_step_recorded_but_not_carried_out_is_not_ready_with_the_last_step_s_pods() -> None:
+    """A predecessor recorded step 2 (50 %) and died before scaling: the canary's one Ready
+    pod (step 1's) does not make step 2 Ready; its two replicas are applied."""
+    held = at_step_0(PAUSED)
+    assert held.status is not None
+    assert held.status.canary is not None
+    step_2 = {"step": 1, "weight": 50, "step_started_at": None, "step_entered_at": NOW}
+    recorded = held.status.model_copy(
+        update={"canary": held.status.canary.model_copy(update=step_2)}
+    )
+    successor = plan(md(recorded.wire(), **PAUSED), model(2), "r", ready(1, 3), ready(2, 1),
+                     NOW + timedelta(seconds=5))  # fmt: skip
+    assert successor.canary == (2, 2)
+    assert successor.status.canary is not None
+    assert successor.status.canary.step_started_at is None, "not Ready at this step's size"

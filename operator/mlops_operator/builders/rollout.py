@@ -321,7 +321,13 @@ class _Planner:
 
         at = f"step {state.step + 1} of {len(steps)} ({state.weight}%)"
         stable_replicas, canary_replicas = split_replicas(self.md, state.weight)
-        ready_now = self.canary.done and self.canary.version == version
+        # Ready at this step's size: a successor that finds the previous step's pods (its
+        # predecessor recorded the step, then died before scaling) does not count them.
+        ready_now = (
+            self.canary.done
+            and self.canary.version == version
+            and self.canary.replicas == canary_replicas
+        )
         broken = self._step_failure(version, state, ready_now, at)
         if broken and self.md.spec.auto_rollback:
             return self._rolled_back(version, history, why=broken)
