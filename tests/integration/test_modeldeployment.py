@@ -243,6 +243,8 @@ def test_a_successor_whose_clock_runs_30s_ahead_ends_no_pause_early(
         skewed.stop()
         operator.start()
     assert held >= pause - 3, f"the {pause} s pause ended after {held:.1f} s"
+    # The test's operator finishes the rollout (and so watches the namespace when it goes).
+    wait(cluster, ns, "mdep/skew", "jsonpath={.status.currentVersion}=2", timeout=120)
 
 
 def test_a_canary_that_cannot_be_judged_is_rolled_back_not_promoted(

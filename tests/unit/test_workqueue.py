@@ -4,6 +4,7 @@ failures come back after a backoff, never dropped."""
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 import time
 
@@ -185,3 +186,26 @@ def test_an_event_runs_a_waiting_key_at_once() -> None:
     queue.add("ct", done.set)
     assert done.wait(WAIT)
     assert queue.depth() == 0  # the hour-long wait went with it: the reconcile asks anew
+
+
+def test_a_bug_s_first_failure_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not "NoneType: None": the log is where an unexpected exception is found."""
+    queue = WorkQueue(threads=1)
+    done = threading.Event()
+    tries: list[int] = []
+
+    def buggy() -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise KeyError("name")
+        done.set()
+
+    with caplog.at_level(logging.WARNING, logger="mlops_operator.controllers.workqueue"):
+        queue.add("k", buggy)
+        assert done.wait(WAIT)
+    (record,) = [r for r in caplog.records if "failed (1 in a row)" in r.getMessage()]
+    assert record.exc_info is not None
+    assert record.exc_info[0] is KeyError
+    assert "raise KeyError" in caplog.text

@@ -157,10 +157,13 @@ class WorkQueue:
         delay = retry_after(err) or backoff(failures)
         metrics.retried()
         # Logged once per failure, with the object; the traceback only for what is not an
-        # API answer (a bug, a dropped connection) and only the first time in a row.
+        # API answer (a bug, a dropped connection) and only the first time in a row. The
+        # exception itself, not True: this runs after its `except`, where sys.exc_info() is
+        # empty (the log said "NoneType: None").
+        traceback = err if failures == 1 and not _is_answer(err) else None
         log.warning(
             "reconciling %s failed (%d in a row), retrying in %.3gs: %s",
-            key, failures, delay, _describe(err), exc_info=failures == 1 and not _is_answer(err),
+            key, failures, delay, _describe(err), exc_info=traceback,
         )  # fmt: skip
         self._add_later(key, work, context, delay)
 
