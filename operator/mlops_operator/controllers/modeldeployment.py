@@ -250,7 +250,8 @@ def _read_drift(kube: Kube, namespace: str, name: str) -> None:
     except ValidationError:
         return  # _reconcile says why
     status = md.status or ModelDeploymentStatus()
-    model_body = kube.get_custom("models", namespace, status.current_model or "")
+    served = status.current_model
+    model_body = kube.get_custom("models", namespace, served) if served else None
     if not md.spec.monitoring.enabled or model_body is None or status.current_version is None:
         verdict = None
     else:

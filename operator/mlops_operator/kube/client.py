@@ -172,7 +172,10 @@ class Kube:
     def get_custom(
         self, plural: str, namespace: str, name: str, *, fresh: bool = False
     ) -> Body | None:
-        """The cached object (or, with `fresh` or on a miss, the server's)."""
+        """The cached object (or, with `fresh` or on a miss, the server's); None for an empty
+        name (a GET of no name is the API's LIST: its answer is no object)."""
+        if not name:
+            return None
 
         def get() -> Any:
             return self.custom.get_namespaced_custom_object(
