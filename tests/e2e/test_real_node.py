@@ -264,7 +264,8 @@ def test_a_canary_that_crash_loops_after_its_first_ready_is_rolled_back(
             },
         }  # fmt: skip
 
-    apply(real, workspace, *models, deployment(1))
+    for manifest in (*models, deployment(1)):
+        apply(real, workspace, manifest)
     wait(real, workspace, "mdep/flappy", "condition=Ready", 240)
     apply(real, workspace, deployment(2))
     until(

@@ -405,7 +405,10 @@ class _Planner:
         step's start, not Ready again within it once it had been, a container restart since
         the step's pods were Ready, or its Deployment's own deadline passed."""
         if self.canary.stuck and self.canary.version == version:
-            return f"the Deployment of version {version} exceeded its progress deadline at {at}"
+            return (
+                f"the Deployment of version {version} exceeded its progress deadline at {at}"
+                f"{self._why()}"
+            )
         if state.step_started_at is not None and self.canary.restarts > state.restarts:
             restarted = self.canary.restarts - state.restarts
             return f"a container of version {version} restarted at {at} ({restarted} restarts)"

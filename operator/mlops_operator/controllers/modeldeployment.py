@@ -186,9 +186,8 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     now = clock.now()
     due = analysis_due(md, now)
     judgement = _analyse(kube, md, due) if due else None
-    decided = plan(
-        md, target, reason, stable, canary, now, _why_not_ready(kube, md, now), judgement
-    )
+    why = _why_not_ready(kube, md, now, stuck=stable.stuck or canary.stuck)
+    decided = plan(md, target, reason, stable, canary, now, why, judgement)
     decided_status = decided.status.model_copy(update={"url": serving.url(md)})
     # The decision is recorded before it is carried out. A process that dies between the two
     # writes leaves a status its successor goes on from (it applies the step again); the
@@ -345,14 +344,15 @@ def _pod_ready(pod: Body) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _why_not_ready(kube: Kube, md: ModelDeployment, now: datetime) -> str | None:
-    """What the pods of a rollout past its deadline say about themselves (a failed
-    storage-init, an image that cannot be pulled), read only then: one LIST per failed
-    rollout, not one per reconcile."""
+def _why_not_ready(kube: Kube, md: ModelDeployment, now: datetime, *, stuck: bool) -> str | None:
+    """What the pods of a rollout past its deadline (ours, or a child Deployment's own:
+    `stuck`) say about themselves (a failed storage-init, an image that cannot be pulled),
+    read only then: one LIST per failed rollout, not one per reconcile."""
     history = md.status.history if md.status else []
     if not history or history[0].outcome != "Progressing":
         return None
-    if (now - history[0].started_at).total_seconds() <= md.spec.progress_deadline_seconds:
+    late = (now - history[0].started_at).total_seconds() > md.spec.progress_deadline_seconds
+    if not (late or stuck):
         return None
     selector = f"{MD_LABEL}={md.metadata.name},{serving.VERSION_LABEL}={history[0].version}"
     return why_not_ready(kube.list_pods(md.metadata.namespace or "", selector))
