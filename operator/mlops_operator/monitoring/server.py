@@ -4,8 +4,9 @@ V2 inference calls, bins the inputs and outputs against the reference profile.
 Two listeners: `--listen` (the pod's serving port, what the Service sends traffic to) and
 `--admin` (/metrics for Prometheus, /drift for the operator, /healthz).
 
-What a caller sends never sets the monitor's memory: bodies stream through to the runtime
-and back; a body over `max_request_bytes` is refused (413); only bodies and answers under
+What a caller sends never sets the monitor's memory: a body or answer over the binning cap,
+or of unknown size, streams through; a body over `max_request_bytes` is refused (413); only
+bodies and answers under
 `max_binned_bytes` are kept, and read in a worker thread after the answer has gone, within
 a budget of pending bytes; one request's rows in the window are capped. Latency is the
 runtime's own: from the request's last byte to the answer's first, so a slow upload is not
