@@ -344,3 +344,67 @@ def test_a_flood_of_huge_bodies_from_another_namespace_does_not_kill_the_monitor
     x, _ = load_iris(return_X_y=True)
     (answer,) = predict_in_cluster(real, workspace, url, x[:5].tolist())
     assert len(answer["outputs"][0]["data"]) == 5, "other callers are still served"
+
+
+# From a pod in another namespace: can it open a connection to each of a serving pod's ports,
+# and does the inference port answer a prediction?
+PROBE = """
+import json, socket, urllib.request
+ip, ports = sys_argv
+said = {}
+for name, port in ports.items():
+    try:
+        socket.create_connection((ip, port), timeout=5).close()
+        said[name] = "connected"
+    except OSError as err:
+        said[name] = type(err).__name__
+row = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+req = urllib.request.Request(f"http://{ip}:{ports['inference']}/v2/models/iris/infer",
+                             data=json.dumps({"inputs": [row]}).encode(),
+                             headers={"Content-Type": "application/json"})
+answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
+said["predicted"] = answer["outputs"][0]["data"]
+print(json.dumps(said))
+"""
+
+
+def test_the_monitor_s_admin_port_refuses_other_namespaces_and_the_operator_still_reads_it(
+    real: Cluster, workspace: str
+) -> None:
+    """The NetworkPolicy the operator writes, enforced on the real node: a pod in another
+    namespace reaches the inference port only; the monitor's /drift and /metrics port and the
+    runtime's own port behind the monitor refuse it; the operator's reads still land."""
+    policy = kubectl_json(real, "get", "networkpolicy", "iris-serving", "-n", workspace)
+    assert policy["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    (pod, *_) = kubectl_json(real, "get", "pods", "-n", workspace, "-l",
+                             "mlops.seed.dev/modeldeployment=iris")["items"]  # fmt: skip
+    ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"]
+             for p in c.get("ports", [])}  # fmt: skip
+    probe = {"inference": ports["http"], "admin": ports["monitor"], "runtime": ports["runtime"]}
+    outsider = f"outsider-{os.urandom(3).hex()}"
+    real.kubectl("create", "namespace", outsider)
+    try:
+        real.kubectl("wait", "-n", outsider, "--for=create", "serviceaccount/default",
+                     "--timeout=60s")  # fmt: skip
+        argv = repr((pod["status"]["podIP"], probe))
+        in_pod(real, outsider, "probe", PROBE.replace("sys_argv", argv, 1))
+        wait(real, outsider, "job/probe", "condition=Complete", 120)
+        said = json.loads(real.kubectl("logs", "-n", outsider, "job/probe").stdout)
+    finally:
+        real.kubectl("delete", "namespace", outsider, "--wait=false")
+    assert said["inference"] == "connected", said
+    assert said["predicted"] == [0], "inference stays open to every namespace"
+    assert said["admin"] == said["runtime"] == "TimeoutError", said  # dropped, not refused
+
+    # The operator's pod is admitted: the next rows reach status.drift through /drift (at
+    # least 20 more: rows an earlier test sent may not have been read yet).
+    def status() -> dict[str, Any]:
+        found: dict[str, Any] = kubectl_json(real, "get", "mdep", "iris", "-n", workspace)["status"]
+        return found
+
+    before = status()["drift"]["samples"]
+    x, _ = load_iris(return_X_y=True)
+    predict_in_cluster(real, workspace, status()["url"], x[:20].tolist())
+    drift = until(lambda: (d := status()["drift"])["samples"] >= before + 20 and d, 120,
+                  f"status.drift.samples past {before} + 20")  # fmt: skip
+    assert drift["pods"] == 1

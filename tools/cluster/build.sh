@@ -7,7 +7,8 @@
 #   build.sh kubeflow         -> $MLOPS_CACHE/bin/kubeflow-<key>/{training-operator,crds/*.yaml}
 #                                (Kubeflow's training operator v1, for bench/peer_kubeflow.py)
 #   build.sh node             -> $MLOPS_CACHE/bin/node-<key>/{containerd,containerd-shim-runc-v2,
-#                                ctr,coredns,versitygw,pause}: the real node's runtime and the
+#                                ctr,coredns,versitygw,pause,kube-network-policies}: the real
+#                                node's runtime, its NetworkPolicy enforcer and the
 #                                binaries its images are made of (kubelet/kube-proxy are in
 #                                the control plane's binary)
 #   build.sh prometheus       -> $MLOPS_CACHE/bin/prometheus-<key>/{prometheus,promtool}: to test
@@ -61,7 +62,7 @@ case "$component" in
     key="$({ pins KUBEFLOW_TRAINING_OPERATOR_VERSION; fns build_kubeflow; } | sha256sum | cut -c1-16)"
     bin="$cache/bin/kubeflow-$key" ;;
   node)
-    key="$({ pins 'CONTAINERD_VERSION|COREDNS_VERSION|VERSITYGW_VERSION'; fns prepare_module build_node; cat "$here"/go/{coredns,pause}/main.go; } | sha256sum | cut -c1-16)"
+    key="$({ pins 'CONTAINERD_VERSION|COREDNS_VERSION|VERSITYGW_VERSION|KUBE_NETWORK_POLICIES_VERSION'; fns prepare_module build_node; cat "$here"/go/{coredns,pause}/main.go "$here"/go/kube-network-policies/*.patch; } | sha256sum | cut -c1-16)"
     bin="$cache/bin/node-$key" ;;
   prometheus)
     key="$({ pins PROMETHEUS_VERSION; fns build_prometheus; } | sha256sum | cut -c1-16)"
@@ -235,6 +236,17 @@ build_node() {
   printf 'module mlops.seed.dev/tools/pause\n\ngo 1.26.0\n' >"$dir/go.mod"
   step "pause: compiling the pod sandbox process" "seconds" \
     in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/pause" .
+  # The enforcer's module, patched (see versions.env), built from a copy of its zip's tree.
+  local mod=sigs.k8s.io/kube-network-policies ver="$KUBE_NETWORK_POLICIES_VERSION" src
+  src="$(go mod download -json "$mod@$ver" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  dir="$cache/src/kube-network-policies-$key"
+  rm -rf "$dir" && cp -r "$src" "$dir" && chmod -R u+w "$dir"
+  # The ceiling keeps git from taking an enclosing repository's root as the patch's base.
+  step "kube-network-policies $ver: patching" "seconds" \
+    in_dir "$dir" env GIT_CEILING_DIRECTORIES="$cache/src" \
+    git apply "$here/go/kube-network-policies/run-on-this-node.patch"
+  step "kube-network-policies $ver: compiling the NetworkPolicy enforcer" "about 2 min" \
+    in_dir "$dir" go build -trimpath -ldflags "-s -w" -o "$bin/kube-network-policies" ./cmd
 }
 
 build_prometheus() {
@@ -355,7 +367,7 @@ case "$component" in
   control-plane) total="10-13 min" ;;
   helm) total="about 2 min" ;;
   kubeflow) total="about 3 min" ;;
-  node) total="about 6 min" ;;
+  node) total="about 8 min" ;;
   prometheus) total="5-10 min" ;;
   argocd) total="about 7 min" ;;
   kueue) total="about 7 min" ;;

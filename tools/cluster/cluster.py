@@ -235,7 +235,7 @@ def _real_node_up(bin_dir: Path, *, cached_only: bool) -> None:
     archives = images(cached_only=cached_only)
     node = realnode.RealNode(NODE_STATE, PKI, bin_dir, build("node", cached_only=cached_only))
     if not node.running():
-        _log(f"starting the real node {realnode.NAME}: containerd, kubelet, kube-proxy")
+        _log(f"starting the real node {realnode.NAME}: {', '.join(realnode.PROCESSES)}")
         node.stop()  # whatever a killed earlier run left on the host
         if not (NODE_STATE / "ip").exists():
             node.configure(
@@ -259,6 +259,7 @@ def _real_node_up(bin_dir: Path, *, cached_only: bool) -> None:
         )
         if proc.returncode:
             raise RuntimeError(f"applying {addon.name}: {proc.stderr}")
+    node.wait_enforcing()
     kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
     kubectl("-n", "storage", "rollout", "status", "deployment/s3", "--timeout=120s")
     kubectl("-n", "storage", "wait", "--for=condition=Complete", "job/make-bucket", "--timeout=3m")

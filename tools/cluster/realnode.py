@@ -5,9 +5,15 @@ Linux namespaces); otherwise it says why in one line and the cluster stays kwok-
 The node is `realnode-0`, labelled `mlops.seed.dev/node=real` and tainted
 `mlops.seed.dev/real-node=true:NoSchedule`, so only pods that ask for it land there.
 
+NetworkPolicy is enforced here by kube-network-policies (SIG Network's enforcer, patched for
+this kernel: see tools/versions.env), run as a process beside the kubelet: the first packet
+of each connection to or from a pod goes through its nfqueue. Traffic from root on the host
+(the kubelet's probes, an operator run as a host process) is exempt, as upstream has it.
+
 What it changes on the host, and `stop` undoes: the bridge `rn0` (pod network 10.88.0.0/24,
 made by the CNI bridge plugin), kube-proxy's and the kubelet's iptables chains, our chain
-MLOPS-NODE (pods may reach this host and each other, nothing beyond it), the sysctls
+MLOPS-NODE (pods may reach this host and each other, nothing beyond it), the enforcer's
+nftables table `kube-network-policies`, the sysctls
 `net.ipv4.ip_forward` and `net.ipv4.conf.all.route_localnet`, the kubelet's cgroups, and the
 mounts and network namespaces of its pods. Everything else lives in .cluster/node/.
 """
@@ -38,6 +44,8 @@ BRIDGE = "rn0"
 CLUSTER_DNS = "10.0.0.10"
 CHAIN = "MLOPS-NODE"
 KUBELET_PORT = 10250
+ENFORCER = "kube-network-policies"  # the process, its nftables table and its RBAC user
+PROCESSES = ("containerd", "kubelet", "kube-proxy", ENFORCER)
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet")
 
 
@@ -177,8 +185,10 @@ class RealNode:
             "kubelet-serving", f"/CN={NAME}", "serverAuth", f"DNS:{NAME},IP:{ip},IP:127.0.0.1"
         )
         self._cert("kube-proxy", "/CN=system:kube-proxy", "clientAuth")
+        self._cert(ENFORCER, f"/CN=system:{ENFORCER}", "clientAuth")  # realnode/ grants it
         self._kubeconfig("kubelet", server)
         self._kubeconfig("kube-proxy", server)
+        self._kubeconfig(ENFORCER, server)
         ctr = self.state / "containerd"
         (ctr / "config.toml").write_text(f"""\
 version = 3
@@ -312,7 +322,7 @@ state = "{ctr}/state"
         )
 
     def start(self) -> None:
-        """Host settings, containerd, kubelet, kube-proxy."""
+        """Host settings, containerd, kubelet, kube-proxy, the NetworkPolicy enforcer."""
         saved = self.state / "sysctls.json"
         if not saved.exists():
             values = {k: _run("sysctl", "-n", k).stdout.strip() for k in SYSCTLS}
@@ -350,6 +360,16 @@ state = "{ctr}/state"
             f"--config={self.state / 'kube-proxy-config.yaml'}",
             "--v=1",
         )
+        self._start(
+            ENFORCER,
+            str(self.node_bin / ENFORCER),
+            f"--kubeconfig={self.state / f'{ENFORCER}.kubeconfig'}",
+            f"--hostname-override={NAME}",
+            "--disable-nri",  # pod IPs from the API server; containerd here has no NRI socket
+            "--netfilter-bug-1766-fix=false",  # fixed in kernels 6.12 and later
+            "--metrics-bind-address=127.0.0.1:0",
+            "--v=1",
+        )
 
     def import_new(self, archives: list[Path]) -> None:
         """Load image archives into containerd, each once (a rebuilt image is a new archive)."""
@@ -362,14 +382,20 @@ state = "{ctr}/state"
                 imported.add(str(archive))
         done.write_text("\n".join(sorted(imported)))
 
+    def wait_enforcing(self) -> None:
+        """Until the enforcer has synced its caches and installed its table (its RBAC is one
+        of the addons, applied after it starts: it retries with backoff until then)."""
+        table = ("nft", "list", "table", "inet", ENFORCER)
+        self._wait(ENFORCER, lambda: _run(*table, check=False).returncode == 0, timeout_s=120)
+
     def running(self) -> bool:
-        return all(_alive(self.state / f"{n}.pid") for n in ("containerd", "kubelet", "kube-proxy"))
+        return all(_alive(self.state / f"{n}.pid") for n in PROCESSES)
 
     # --- teardown -----------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop the processes and undo every host change; safe to run twice, or after a crash."""
-        for name in ("kube-proxy", "kubelet"):
+        for name in (ENFORCER, "kube-proxy", "kubelet"):
             _terminate(self.state / f"{name}.pid")
         if self.sock.exists() and _alive(self.state / "containerd.pid"):
             # Sandboxes and containers outlive the kubelet: stop them through containerd.
@@ -449,6 +475,7 @@ def cleanup_host(state: Path) -> None:
     _iptables("-F", CHAIN)
     _iptables("-X", CHAIN)
     _flush_kube_chains()
+    _run("nft", "delete", "table", "inet", ENFORCER, check=False)
     _run("ip", "link", "delete", BRIDGE, check=False)
     for controller in Path("/sys/fs/cgroup").iterdir() if Path("/sys/fs/cgroup").exists() else []:
         kubepods = controller / "kubepods"
