@@ -489,6 +489,26 @@ def test_allow_runs_side_by_side() -> None:
     assert p.status.active == sorted([old, new])
 
 
+def test_any_number_of_running_runs_leaves_a_status_the_api_server_accepts() -> None:
+    """With Allow nothing bounds the running runs: status.active lists the first 64 and
+    activeCount has them all, and no message lists them all (a Decision's message is at most
+    1,024 characters, a status over its schema is refused on every pass)."""
+    running = [run(f"{NAME}-m{i:03d}") for i in range(200)]
+    status = {"triggers": {"lastScheduleTime": "2026-06-03T09:00:00Z"}}
+    allowed = decide(ct(HOURLY, concurrencyPolicy="Allow", status=status), runs=running)
+    assert allowed.status.active == sorted([r.name for r in running])[:64]
+    assert allowed.status.active_count == 201
+    ready = next(c for c in allowed.status.conditions if c.type == "Ready")
+    assert ready.message.endswith(" and 196 more")
+    dumped = allowed.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    ContinuousTrainingStatus.model_validate(dumped)  # what the CRD's schema says, too
+
+    forbidden = decide(ct(HOURLY, status=status), runs=running)
+    assert one_decision(forbidden) == ("schedule", "Skipped", "ConcurrencyForbid")
+    message = forbidden.status.decisions[-1].message
+    assert message == f"{', '.join(r.name for r in running[:5])} and 195 more is still running"
+
+
 # --- cooldownSeconds -----------------------------------------------------------------
 
 

@@ -30,6 +30,10 @@ from mlops_operator.api.trainingjob import TrainingJobTemplateSpec
 # name is at most 50.
 MAX_NAME_LENGTH = 36
 MAX_DECISIONS = 20
+# Running TrainingJobs listed in status.active (activeCount counts them all): with
+# `concurrencyPolicy: Allow` nothing else bounds them, and an over-long list is a status
+# the API server refuses, every pass.
+ACTIVE_LISTED = 64
 CRON_MACROS = ("yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly")
 # The shape of a cron expression (five fields, or a macro); the operator parses the rest.
 CRON_SHAPE = rf"^(@({'|'.join(CRON_MACROS)})|[0-9*/,?A-Za-z-]+( +[0-9*/,?A-Za-z-]+){{4}})$"
@@ -243,7 +247,12 @@ class ContinuousTrainingStatus(ApiModel):
         default=None, ge=0, description="The `metadata.generation` this status describes."
     )
     active: list[DnsSubdomain] = Field(
-        default_factory=list, max_length=64, description="TrainingJobs running now."
+        default_factory=list,
+        max_length=ACTIVE_LISTED,
+        description="TrainingJobs running now: the first 64 by name.",
+    )
+    active_count: int | None = Field(
+        default=None, ge=0, description="How many TrainingJobs run now."
     )
     last_run: LastRun | None = Field(default=None, description="The run started last.")
     last_successful_model: DnsSubdomain | None = Field(

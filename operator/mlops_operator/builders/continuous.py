@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from mlops_operator.api import API_VERSION, ContinuousTraining, ContinuousTrainingStatus
 from mlops_operator.api.continuoustraining import (
+    ACTIVE_LISTED,
     MAX_DECISIONS,
     DailyRuns,
     Decision,
@@ -240,7 +241,7 @@ def plan(
             run = run_name(ct, f)
             if action == "Replaced":
                 out.delete += active
-                message = f"replaced {', '.join(active)} with {run}"
+                message = f"replaced {_some(active)} with {run}"
                 active = []
             out.create.append(build_trainingjob(ct, f))
             active.append(run)
@@ -315,13 +316,20 @@ def _decide(
         return hold, "DailyLimit", f"{started_today} runs started today (maxRunsPerDay)"
     missed = f" (caught up; {f.missed} earlier times were missed)" if f.missed else ""
     if active and spec.concurrency_policy == "Forbid":
-        return hold, "ConcurrencyForbid", f"{', '.join(active)} is still running"
+        return hold, "ConcurrencyForbid", f"{_some(active)} is still running"
     if active and spec.concurrency_policy == "Replace" and set(active) <= set(started):
         # Two triggers at once: the first one's run is not replaced before it exists.
-        return hold, "ConcurrentTrigger", f"{', '.join(active)} was started by another trigger"
+        return hold, "ConcurrentTrigger", f"{_some(active)} was started by another trigger"
     if active and spec.concurrency_policy == "Replace":
         return "Replaced", "Triggered", ""
     return "Started", "Triggered", f"started {run_name(ct, f)}{missed}"
+
+
+def _some(names: list[str], most: int = 5) -> str:
+    """Names for a message, at most `most` of them: a message has a length limit, and any
+    number of runs may be running."""
+    shown = ", ".join(sorted(names)[:most])
+    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
 
 
 def _acted_on(state: TriggerState, f: Fired) -> TriggerState:
@@ -378,7 +386,7 @@ def _status(
     if ct.spec.suspend:
         reason, message = "Suspended", "suspended: no run starts"
     elif active:
-        reason, message = "Running", f"running {', '.join(active)}"
+        reason, message = "Running", f"running {_some(active)}"
     else:
         reason, message = "Waiting", "waiting for a trigger"
     # A fixed spec drops Stalled.
@@ -388,7 +396,8 @@ def _status(
         update={
             "conditions": conditions,
             "observed_generation": generation,
-            "active": sorted(active),
+            "active": sorted(active)[:ACTIVE_LISTED],
+            "active_count": len(active) or None,
             "last_run": last_run,
             "last_successful_model": last_model,
             "next_schedule_time": next_schedule,
