@@ -102,9 +102,10 @@ helm-lint: helm ## helm lint --strict charts/mlops-operator
 # LANES=1 runs the three lanes one after another (the cold-build comparison in
 # docs/development.md).
 LANES ?= 3
+# --durations: the slowest tests in every run's log, where the test-time budget is spent.
 test: ## Everything CI runs: lint, generated-file checks, unit and integration tests
 	$(MAKE) --no-print-directory -j$(LANES) test-prereqs
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=30 $(PYTEST_ARGS)
 
 .PHONY: test-prereqs lane-kube lane-node lane-checks
 test-prereqs: lane-kube lane-node lane-checks
