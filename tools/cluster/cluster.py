@@ -348,12 +348,20 @@ def service_account_kubeconfig(
     path.chmod(0o600)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A free localhost port, for an operator's liveness endpoint."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free localhost port (an operator's liveness endpoint, a test server's), never one
+    handed out before in this process: the OS may give the same free port to two binds in a
+    row, and two servers told the same port collide (MLServer's gRPC and a monitor did)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

@@ -365,7 +365,7 @@ state = "{ctr}/state"
             str(self.node_bin / ENFORCER),
             f"--kubeconfig={self.state / f'{ENFORCER}.kubeconfig'}",
             f"--hostname-override={NAME}",
-            "--disable-nri",  # pod IPs from the API server; containerd here has no NRI socket
+            "--disable-nri",  # pod IPs from the API server only, not also through containerd
             "--netfilter-bug-1766-fix=false",  # fixed in kernels 6.12 and later
             "--metrics-bind-address=127.0.0.1:0",
             "--v=1",

@@ -18,6 +18,10 @@ from mlops_operator.builders import drift
 # Latency differences under this never count against the canary: the monitor's histogram
 # buckets near a few milliseconds are that wide, so smaller ones are its resolution.
 LATENCY_SLACK_MS = 5.0
+# Against the stable version, the canary is slower only if more than this many of its requests
+# (and 1%) are over the stable's p99 and margin. A p99 of a few hundred requests is their two
+# or three slowest: a new runtime's first requests, warming up, would decide it alone.
+MIN_SLOW_REQUESTS = 5
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,11 @@ class Traffic:
 
     @property
     def p99_ms(self) -> float | None:
-        p99 = percentile(self.latency_bounds, self.latency, 0.99)
-        return None if p99 is None else p99 * 1000
+        return self.quantile_ms(0.99)
+
+    def quantile_ms(self, q: float) -> float | None:
+        found = percentile(self.latency_bounds, self.latency, q)
+        return None if found is None else found * 1000
 
 
 def traffic(readings: Sequence[dict[str, Any]]) -> Traffic | None:
@@ -157,7 +164,12 @@ def _latency(analysis: Analysis, canary: Traffic, stable: Traffic | None) -> Che
     if theirs is None:
         return True, text
     percent = analysis.latency_margin_percent
-    if p99 > theirs + max(theirs * percent / 100, LATENCY_SLACK_MS):
+    beyond = theirs + max(theirs * percent / 100, LATENCY_SLACK_MS)
+    # The canary's latency that more than MIN_SLOW_REQUESTS of its requests reach: its p99
+    # once it has 500 requests or more.
+    q = 1 - max(0.01, MIN_SLOW_REQUESTS / max(canary.requests, 1))
+    slow = canary.quantile_ms(q)
+    if slow is not None and slow > beyond:
         return False, f"{text} > stable's {theirs:.3g} ms + {percent}% (latencyMarginPercent)"
     return True, f"{text} (stable {theirs:.3g} ms)"
 
