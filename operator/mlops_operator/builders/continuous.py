@@ -30,7 +30,13 @@ from mlops_operator.api.continuoustraining import (
 from mlops_operator.api.model import TriggerRecord, TriggerType
 from mlops_operator.builders import datasets, schedule
 from mlops_operator.builders.conditions import set_readiness
-from mlops_operator.builders.meta import Event, child_labels, name_and_uid, owner_reference
+from mlops_operator.builders.meta import (
+    Event,
+    child_labels,
+    name_and_uid,
+    owner_reference,
+    some_names,
+)
 from mlops_operator.builders.registry import TRIGGER_ANNOTATION
 
 CT_LABEL = "mlops.seed.dev/continuoustraining"
@@ -241,7 +247,7 @@ def plan(
             run = run_name(ct, f)
             if action == "Replaced":
                 out.delete += active
-                message = f"replaced {_some(active)} with {run}"
+                message = f"replaced {some_names(sorted(active))} with {run}"
                 active = []
             out.create.append(build_trainingjob(ct, f))
             active.append(run)
@@ -316,20 +322,17 @@ def _decide(
         return hold, "DailyLimit", f"{started_today} runs started today (maxRunsPerDay)"
     missed = f" (caught up; {f.missed} earlier times were missed)" if f.missed else ""
     if active and spec.concurrency_policy == "Forbid":
-        return hold, "ConcurrencyForbid", f"{_some(active)} is still running"
+        return hold, "ConcurrencyForbid", f"{some_names(sorted(active))} is still running"
     if active and spec.concurrency_policy == "Replace" and set(active) <= set(started):
         # Two triggers at once: the first one's run is not replaced before it exists.
-        return hold, "ConcurrentTrigger", f"{_some(active)} was started by another trigger"
+        return (
+            hold,
+            "ConcurrentTrigger",
+            f"{some_names(sorted(active))} was started by another trigger",
+        )
     if active and spec.concurrency_policy == "Replace":
         return "Replaced", "Triggered", ""
     return "Started", "Triggered", f"started {run_name(ct, f)}{missed}"
-
-
-def _some(names: list[str], most: int = 5) -> str:
-    """Names for a message, at most `most` of them: a message has a length limit, and any
-    number of runs may be running."""
-    shown = ", ".join(sorted(names)[:most])
-    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
 
 
 def _acted_on(state: TriggerState, f: Fired) -> TriggerState:
@@ -386,7 +389,7 @@ def _status(
     if ct.spec.suspend:
         reason, message = "Suspended", "suspended: no run starts"
     elif active:
-        reason, message = "Running", f"running {_some(active)}"
+        reason, message = "Running", f"running {some_names(sorted(active))}"
     else:
         reason, message = "Waiting", "waiting for a trigger"
     # A fixed spec drops Stalled.

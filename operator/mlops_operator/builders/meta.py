@@ -53,3 +53,10 @@ class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+
+
+def some_names(names: list[str], shown: int = 5) -> str:
+    """At most `shown` names for a message, and how many more: a message has a length limit,
+    and the list may be of any length."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelStatus, describe_errors
 from mlops_operator.builders.conditions import Readiness, set_readiness
-from mlops_operator.builders.meta import Event
+from mlops_operator.builders.meta import Event, some_names
 from mlops_operator.builders.registry import model_readiness, served_by, serving_fields
 from mlops_operator.controllers.common import enqueue, post, write_status
 from mlops_operator.kube import Body, Kube, clock
@@ -109,7 +109,7 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
     if body["metadata"].get("deletionTimestamp"):
         ready, reason = False, "InUse" if serving else "Deleting"
         message = (
-            f"deletion waits: still served by ModelDeployment {_names(serving)}"
+            f"deletion waits: still served by ModelDeployment {some_names(serving)}"
             if serving
             else "being deleted"
         )
@@ -135,11 +135,6 @@ def _refresh(kube: Kube, namespace: str, name: str, fresh: bool) -> None:
         if was is None or was.reason != reason:
             blocked = reason == "InUse"
             post(body, [Event("Warning", "DeletionBlocked" if blocked else reason, message)])
-
-
-def _names(serving: list[str], shown: int = 5) -> str:
-    more = f" and {len(serving) - shown} more" if len(serving) > shown else ""
-    return ", ".join(serving[:shown]) + more
 
 
 def _sync_finalizer(kube: Kube, body: Body, serving: list[str]) -> tuple[Body, bool]:
