@@ -51,10 +51,12 @@ crds-check: venv ## Fail if crds/ or docs/api.md differ from what the models gen
 	$(BIN)/mlops-operator crds --check
 
 # Copies that must stay equal to their source: the CRDs in manifests/ and in the chart, and
-# the ClusterRole (edit manifests/rbac/clusterrole.yaml; the chart reads its copy).
+# the ClusterRole and the registry's admission policy (edit manifests/rbac/; the chart reads
+# its copies).
 COPIES := $(foreach f,$(notdir $(wildcard crds/*.yaml)),crds/$(f):manifests/crds/$(f) \
 	crds/$(f):charts/mlops-operator/crds/$(f)) \
-	manifests/rbac/clusterrole.yaml:charts/mlops-operator/files/clusterrole.yaml
+	manifests/rbac/clusterrole.yaml:charts/mlops-operator/files/clusterrole.yaml \
+	manifests/rbac/registry-policy.yaml:charts/mlops-operator/files/registry-policy.yaml
 # The alerting rules (edit manifests/monitoring/alerts.rules.yaml; the chart reads its copy).
 COPIES += manifests/monitoring/alerts.rules.yaml:charts/mlops-operator/files/alerts.rules.yaml
 

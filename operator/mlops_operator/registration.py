@@ -208,16 +208,17 @@ def register(
             return Registered(body["metadata"]["name"], int(body["spec"]["version"]), False, body)
         current = registry.ledger()
         data = dict((current or {}).get("data") or {})
-        last, owner = versions.claim_of(data, name)
+        last, owner = versions.claim_of(data, name, LEDGER)
         digest, _, state = owner.partition(" ")
-        top = versions.highest(existing, name, "datasetName")
+        taken = versions.taken_versions(existing, name, "datasetName")
+        top = max(taken, default=0)
         if last > top and digest == content.digest:
             version = last  # our own claim, from a run that stopped before creating
         elif last > top and state != "done" and time.monotonic() < deadline:
             time.sleep(2.0)  # another registration holds the next number: let it finish
             continue
         else:
-            version = max(last, top) + 1
+            version = versions.next_number(last, taken, name)
             claim = versions.with_claim(data, name, version, f"{content.digest} pending")
             if not registry.claim(current, claim):
                 conflicts += 1  # another claim came first: read the ledger anew
@@ -241,7 +242,7 @@ def _mark_done(registry: Registry, name: str, version: int, digest: str) -> None
     for _ in range(MAX_TRIES):
         current = registry.ledger()
         data = dict((current or {}).get("data") or {})
-        if versions.claim_of(data, name) != (version, f"{digest} pending"):
+        if versions.claim_of(data, name, LEDGER) != (version, f"{digest} pending"):
             return
         if registry.claim(current, versions.with_claim(data, name, version, f"{digest} done")):
             return

@@ -15,7 +15,8 @@ import pytest
 from kubernetes import client
 
 from tests.fixtures import Cluster
-from tests.integration.test_modeldeployment import deployment, model, served_version
+from tests.integration.test_modeldeployment import deployment, served_version
+from tests.integration.test_trainingjob import model
 from tests.k8s import SpecHistory, apply, status
 from tests.polling import until
 

@@ -7,6 +7,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from kubernetes import config
 
 # Not fixtures (those come from the plugin): names the test modules import from here.
 from tests.fixtures import OPERATOR_PREFIX, ROOT, Cluster, fresh_namespace, local_cluster
@@ -41,6 +43,58 @@ def pytest_runtest_makereport(
 def op_namespace(cluster: Cluster, operator: Operator) -> Iterator[str]:
     """A fresh namespace enforcing `restricted`, watched by the test operator."""
     yield from fresh_namespace(cluster, OPERATOR_PREFIX)
+
+
+# What a team gets in its namespace when it may use the operator and nothing more: every verb
+# the built-in `edit` role has, on our five kinds only (no ConfigMaps, no RBAC, no pods).
+TENANT_ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "Role",
+    "metadata": {"name": "tenant"},
+    "rules": [
+        {
+            "apiGroups": ["mlops.seed.dev"],
+            "resources": [
+                "trainingjobs",
+                "models",
+                "modeldeployments",
+                "datasets",
+                "continuoustrainings",
+            ],
+            "verbs": [
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+            ],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def tenant(cluster: Cluster, op_namespace: str, tmp_path: Path) -> Cluster:
+    """The test namespace as one of its team members reaches it: a ServiceAccount with only
+    TENANT_ROLE, through its own token."""
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant"}}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "tenant"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
+        "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": op_namespace}],
+    }
+    docs = yaml.safe_dump_all([account, TENANT_ROLE, binding])
+    cluster.kubectl("apply", "-n", op_namespace, "-f", "-", input=docs)
+    kubeconfig = tmp_path / "tenant.kubeconfig"
+    local_cluster.service_account_kubeconfig(
+        kubeconfig, Path(cluster.kubeconfig), (op_namespace, "tenant")
+    )
+    return Cluster(str(kubeconfig), config.new_client_from_config(str(kubeconfig)))
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ from tests.fixtures import local_cluster
 from tests.k8s import apply, condition, events, get, items, status, wait, wait_new
 
 from .conftest import ROOT, Cluster, Operator
-from .test_modeldeployment import APPROVED, deployment, model, served_version
+from .test_modeldeployment import deployment, served_version
 from .test_observability import scrape, value
-from .test_trainingjob import env_of, report, trainingjob
+from .test_trainingjob import APPROVED, env_of, model, report, trainingjob
 
 CT_LABEL = "mlops.seed.dev/continuoustraining"
 

@@ -62,8 +62,9 @@ def copies_current() -> None:
     for crd in (ROOT / "crds").glob("*.yaml"):
         for copy in (MANIFESTS / "crds" / crd.name, CHART / "crds" / crd.name):
             assert copy.read_text() == crd.read_text(), f"{copy} is stale: run `make manifests`"
-    role = (MANIFESTS / "rbac" / "clusterrole.yaml").read_text()
-    assert (CHART / "files" / "clusterrole.yaml").read_text() == role, "run `make manifests`"
+    for name in ("clusterrole.yaml", "registry-policy.yaml"):
+        source = (MANIFESTS / "rbac" / name).read_text()
+        assert (CHART / "files" / name).read_text() == source, "run `make manifests`"
 
 
 def kustomized(cluster: Cluster) -> list[dict[str, Any]]:
@@ -121,6 +122,15 @@ def test_helm_and_kustomize_install_the_same_operator(helm: Helm, crds: Cluster)
     chart, kustomize = helm.template("--include-crds"), kustomized(crds)
     assert one(chart, "ClusterRole")["rules"] == one(kustomize, "ClusterRole")["rules"]
     assert one(chart, "Role")["rules"] == one(kustomize, "Role")["rules"], "the leader Lease"
+    policy = [one(docs, "ValidatingAdmissionPolicy")["spec"] for docs in (chart, kustomize)]
+    assert policy[0] == policy[1], "only the operator registers a run's output"
+    bindings = [one(docs, "ValidatingAdmissionPolicyBinding") for docs in (chart, kustomize)]
+    for binding, docs in zip(bindings, (chart, kustomize), strict=True):
+        assert (
+            binding["spec"]["policyName"]
+            == one(docs, "ValidatingAdmissionPolicy")["metadata"]["name"]
+        )
+        assert binding["spec"]["validationActions"] == ["Deny"]
     crd_names = sorted(d["metadata"]["name"] for d in chart if d["kind"].startswith("CustomRes"))
     assert crd_names == sorted(
         d["metadata"]["name"] for d in kustomize if d["kind"].startswith("CustomRes")

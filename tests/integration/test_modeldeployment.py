@@ -14,29 +14,9 @@ from tests.polling import until
 from tests.readiness import summary
 
 from .conftest import Cluster, Operator
-from .test_trainingjob import report, trainingjob
+from .test_trainingjob import APPROVED, model, report, trainingjob
 
-APPROVED = {"mlops.seed.dev/approved": "true"}
 VERSION_LABEL = "mlops.seed.dev/model-version"
-
-
-def model(version: int, accuracy: float = 0.95, labels: dict[str, str] | None = None,
-          name: str = "iris", uri: str | None = None) -> dict[str, Any]:  # fmt: skip
-    return {
-        "apiVersion": "mlops.seed.dev/v1alpha1",
-        "kind": "Model",
-        "metadata": {"name": f"{name}-v{version}", "labels": labels or {}},
-        "spec": {
-            "modelName": name,
-            "version": version,
-            "artifact": {
-                "uri": uri or f"s3://models/{name}/{version}/model.joblib",
-                "format": "sklearn",
-            },
-            "metrics": {"accuracy": accuracy},
-            "keyMetric": "accuracy",
-        },
-    }
 
 
 def deployment(name: str, *, version: int | None = None, policy: dict[str, Any] | None = None,

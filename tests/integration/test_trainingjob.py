@@ -21,6 +21,7 @@ from .conftest import Cluster, Operator
 DIGEST = "sha256:" + "ab" * 32
 INDEX = "batch.kubernetes.io/job-completion-index"
 RESUME = '{"spec":{"suspend":false}}'
+APPROVED = {"mlops.seed.dev/approved": "true"}
 
 
 def report(accuracy: float = 0.97, uri: str = "s3://bucket/iris/run/model.joblib") -> str:
@@ -48,6 +49,27 @@ def trainingjob(name: str, *, model: str = "iris", sim: dict[str, str] | None = 
                 "keyMetric": "accuracy",
             },
             "podMetadata": {"annotations": annotations},
+            **spec,
+        },
+    }
+
+
+def model(version: int, accuracy: float = 0.95, labels: dict[str, str] | None = None,
+          name: str = "iris", uri: str | None = None, **spec: Any) -> dict[str, Any]:  # fmt: skip
+    """A Model registered by hand (kubectl apply)."""
+    return {
+        "apiVersion": "mlops.seed.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": f"{name}-v{version}", "labels": labels or {}},
+        "spec": {
+            "modelName": name,
+            "version": version,
+            "artifact": {
+                "uri": uri or f"s3://models/{name}/{version}/model.joblib",
+                "format": "sklearn",
+            },
+            "metrics": {"accuracy": accuracy},
+            "keyMetric": "accuracy",
             **spec,
         },
     }
@@ -418,17 +440,7 @@ def test_a_foreign_job_of_the_same_name_is_never_adopted(
 
 def test_hand_registered_versions_count(cluster: Cluster, op_namespace: str) -> None:
     ns = op_namespace
-    by_hand = {
-        "apiVersion": "mlops.seed.dev/v1alpha1",
-        "kind": "Model",
-        "metadata": {"name": "iris-v5"},
-        "spec": {
-            "modelName": "iris",
-            "version": 5,
-            "artifact": {"uri": "s3://elsewhere/iris.joblib", "format": "sklearn"},
-        },
-    }
-    apply(cluster, ns, by_hand)
+    apply(cluster, ns, model(5))
     apply(cluster, ns, trainingjob("after-hand"))
     wait(cluster, ns, "tj/after-hand", "condition=Ready")
     assert get(cluster, ns, "tj", "after-hand")["status"]["registeredModel"] == "iris-v6"
@@ -513,3 +525,72 @@ def test_a_crash_between_two_registration_writes_registers_nothing_twice(
     wait(cluster, ns, "tj/crashy", "condition=Ready")
     assert get(cluster, ns, "tj", "crashy")["status"]["registeredModel"] == "iris-v1"
     assert [m["metadata"]["name"] for m in items(cluster, ns, "mdl")] == ["iris-v1"]
+
+
+def test_a_tenant_cannot_pass_a_model_off_as_a_run_s_output(
+    cluster: Cluster, op_namespace: str, tenant: Cluster
+) -> None:
+    """A team member who may create Models names a running TrainingJob in a Model's
+    lineage, so that the run would take it for its output: refused at admission, naming the
+    field; the run registers its own artifact. Hand-registering without that field works."""
+    ns = op_namespace
+    # Long enough to try the forgery while it runs; kwok then plays it succeeding.
+    sim = {"sim.mlops.seed.dev/message": report(), "sim.mlops.seed.dev/duration": "10s"}
+    apply(tenant, ns, trainingjob("victim", sim=sim))
+    wait(cluster, ns, "tj/victim", "jsonpath={.status.phase}=Running")
+    uid = get(cluster, ns, "tj", "victim")["metadata"]["uid"]
+    lineage = {"trainingJob": {"name": "victim", "uid": uid}}
+    forged = model(7, labels=APPROVED, uri="s3://elsewhere/forged.joblib", lineage=lineage)
+    proc = tenant.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(forged), check=False)
+    assert proc.returncode != 0
+    assert "spec.lineage.trainingJob: only the operator registers" in proc.stderr, proc.stderr
+    assert f"system:serviceaccount:{ns}:tenant may not" in proc.stderr
+    apply(tenant, ns, model(7))  # a hand-registered version, honestly so
+    wait(cluster, ns, "tj/victim", "condition=Ready")
+    registered = get(cluster, ns, "tj", "victim")["status"]["registeredModel"]
+    assert registered == "iris-v8", "after the hand-registered version"
+    output = get(cluster, ns, "mdl", registered)["spec"]
+    assert output["artifact"]["uri"] == "s3://bucket/iris/run/model.joblib"
+    assert output["lineage"]["trainingJob"]["uid"] == uid
+
+
+def test_a_hand_registered_last_version_does_not_end_numbering(
+    cluster: Cluster, op_namespace: str, tenant: Cluster
+) -> None:
+    """Version 999999 registered by hand leaves no number above it: the next runs take the
+    lowest free numbers above the ledger's instead of failing forever."""
+    ns = op_namespace
+    apply(tenant, ns, model(999999))
+    apply(tenant, ns, trainingjob("past-top"))
+    wait(cluster, ns, "tj/past-top", "condition=Ready")
+    assert get(cluster, ns, "tj", "past-top")["status"]["registeredModel"] == "iris-v1"
+    apply(tenant, ns, trainingjob("next"))
+    wait(cluster, ns, "tj/next", "condition=Ready")
+    assert get(cluster, ns, "tj", "next")["status"]["registeredModel"] == "iris-v2"
+    uid = get(cluster, ns, "tj", "next")["metadata"]["uid"]
+    ledger = get(cluster, ns, "configmap", "mlops-model-versions")
+    assert ledger["data"]["iris"] == f"2 {uid}"
+
+
+def test_a_corrupt_ledger_entry_is_said_on_the_run_not_retried(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    """An entry no registration writes (someone who may edit ConfigMaps in the namespace
+    wrote it): the run fails saying which ConfigMap and key to fix, with an Event, once."""
+    ns = op_namespace
+    ledger = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "mlops-model-versions"},
+        "data": {"iris": "1000000 someone"},
+    }
+    apply(cluster, ns, ledger)
+    apply(cluster, ns, trainingjob("blocked"))
+    wait(cluster, ns, "tj/blocked", "condition=Failed")
+    tj = get(cluster, ns, "tj", "blocked")
+    assert tj["status"]["failure"]["reason"] == "OutputInvalid"
+    message = tj["status"]["failure"]["message"]
+    assert "ConfigMap mlops-model-versions, key iris: '1000000 someone'" in message
+    assert "fix or remove that key" in message
+    assert ("Warning", "OutputInvalid") in events(cluster, ns, "blocked")
+    assert items(cluster, ns, "mdl") == []

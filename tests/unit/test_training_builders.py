@@ -480,6 +480,35 @@ def test_resuming_announces_resumed() -> None:
     assert [e.reason for e in lifecycle_events(suspended, pending)] == ["Resumed"]
 
 
+def _model(version: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"iris-v{version}"},
+        "spec": {"modelName": "iris", "version": version},
+    }
+
+
+def test_a_version_at_the_ceiling_is_passed_over_not_followed() -> None:
+    """A Model registered by hand at the last number would end numbering for good: the next
+    run takes the lowest free number above the ledger's, and numbering resumes normally
+    once that Model is gone."""
+    top = versions.MAX_VERSION
+    ledger = versions.with_claim({}, "iris", 3, "run-a")
+    assert versions.next_claim(ledger, "iris", "run-b", [_model(top)]) == (4, True)
+    assert versions.next_claim(ledger, "iris", "run-b", [_model(top), _model(4)]) == (5, True)
+    assert versions.next_claim({}, "iris", "run-b", [_model(top)]) == (1, True)
+    assert versions.next_claim(ledger, "iris", "run-b", [_model(top - 1)]) == (top, True)
+    crowded = [_model(n) for n in range(4, top + 1)]
+    with pytest.raises(versions.VersionsExhausted, match="from 4 to 999999 is taken"):
+        versions.next_claim(ledger, "iris", "run-b", crowded)
+
+
+@pytest.mark.parametrize("entry", ["1000000 run-a", "abc run-a", "7", "-1 run-a", "0 run-a",
+                                   "٣ run-a", " 7 run-a", ""])  # fmt: skip
+def test_a_ledger_entry_no_registration_writes_is_corrupt(entry: str) -> None:
+    with pytest.raises(versions.LedgerCorrupt, match="ConfigMap mlops-model-versions, key iris"):
+        versions.next_claim({"iris": entry}, "iris", "run-b", [])
+
+
 def test_a_claim_still_being_registered_is_waited_for_not_skipped() -> None:
     """A run that claimed v9 and crashed before creating its Model keeps v9: another run
     waits for it rather than taking v10 and leaving a gap; a claim whose run has finished

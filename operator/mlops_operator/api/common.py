@@ -228,6 +228,10 @@ def name_rule(kind: str, max_length: int = MAX_NAME_LENGTH, why: str = "") -> Ru
     )
 
 
+# The highest version number of a Model or a Dataset: `<name>-v<N>` stays a valid name.
+MAX_VERSION = 999999
+
+
 def versioned_name(name: str, version: int) -> str:
     """The object name of one version of a registry entry (Model, Dataset): `<name>-v<N>`."""
     return f"{name}-v{version}"

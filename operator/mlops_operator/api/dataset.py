@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from mlops_operator.api.common import (
+    MAX_VERSION,
     ApiModel,
     Conditions,
     DatasetName,
@@ -24,7 +25,6 @@ from mlops_operator.api.common import (
     versioned_name_rule,
 )
 
-MAX_VERSION = 999999
 MAX_USED_BY = 64
 
 

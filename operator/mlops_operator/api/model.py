@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from mlops_operator.api.common import (
+    MAX_VERSION,
     RESERVED_PREFIX,
     ApiModel,
     Conditions,
@@ -31,7 +32,6 @@ from mlops_operator.api.common import (
 )
 from mlops_operator.api.reference import ReferenceFile
 
-MAX_VERSION = 999999
 # The label a Model carries once someone has approved it for serving.
 APPROVED_LABEL = f"{RESERVED_PREFIX}approved"
 

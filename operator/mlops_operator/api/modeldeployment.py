@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints
 
 from mlops_operator.api.common import (
     MAX_NAME_LENGTH,
+    MAX_VERSION,
     ApiModel,
     Arg,
     Conditions,
@@ -30,7 +31,6 @@ from mlops_operator.api.common import (
     name_rule,
     ready_column,
 )
-from mlops_operator.api.model import MAX_VERSION
 
 Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 # A count of pods or a percentage of the replicas, as in a Deployment's strategy.

@@ -313,6 +313,8 @@ def _register(
         return Outcome(registered_model=model, report=report)
     except ValidationError as err:
         return Outcome(output_error="; ".join(describe_errors(err)), report=report)
+    except (versions.LedgerCorrupt, versions.VersionsExhausted) as err:  # a person must act
+        return Outcome(output_error=str(err), report=report)
     except Refused as err:  # what only the server checks: a retry would be refused again
         return Outcome(output_error=f"the API server refused the Model: {err}", report=report)
 
