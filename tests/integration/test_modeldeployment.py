@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlops_operator.controllers.common import FAULT_ENV
 from tests.fixtures import OPERATOR_PREFIX, fresh_namespace
 from tests.k8s import SpecHistory, apply, condition, events, get, items, status, wait
@@ -405,3 +407,85 @@ def test_training_to_serving_end_to_end(cluster: Cluster, op_namespace: str) -> 
     args = dep["spec"]["template"]["spec"]["initContainers"][0]["args"]
     assert args[1] == "s3://bucket/iris/run/model.joblib"
     assert status["readyReplicas"] == 1
+
+
+THEIRS = {"app": "theirs"}
+# Someone else's object of each child kind, named as ModelDeployment "clash" names its own.
+FOREIGN: dict[str, dict[str, Any]] = {
+    "Deployment": {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "clash"},
+        "spec": {
+            "selector": {"matchLabels": THEIRS},
+            "template": {
+                "metadata": {"labels": THEIRS},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/theirs:1"}]},
+            },
+        },
+    },
+    "Service": {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "clash"},
+        "spec": {"selector": THEIRS, "ports": [{"port": 80}]},
+    },
+    "HorizontalPodAutoscaler": {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "clash"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "theirs"},
+            "minReplicas": 1,
+            "maxReplicas": 2,
+        },
+    },
+    "PodDisruptionBudget": {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "clash"},
+        "spec": {"selector": {"matchLabels": THEIRS}, "minAvailable": 1},
+    },
+    "NetworkPolicy": {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "clash-serving"},
+        "spec": {"podSelector": {"matchLabels": THEIRS}, "policyTypes": ["Ingress"]},
+    },
+}
+
+
+@pytest.mark.parametrize("kind", FOREIGN)
+def test_a_child_s_name_held_by_someone_else_s_object_is_a_condition_never_a_takeover(
+    cluster: Cluster, op_namespace: str, kind: str
+) -> None:
+    """The operator never applies over, adopts or deletes an object it did not create: the
+    ModelDeployment is Stalled with NameConflict naming the object, with an Event, and the
+    other object keeps its spec and gets no ownerReference (which would have the garbage
+    collector delete it with the ModelDeployment)."""
+    ns = op_namespace
+    theirs = FOREIGN[kind]
+    resource, name = kind.lower(), theirs["metadata"]["name"]
+    apply(cluster, ns, theirs)
+
+    def managers() -> set[str]:
+        shown = cluster.kubectl("get", "-n", ns, resource, name, "--show-managed-fields",
+                                "-o", "jsonpath={.metadata.managedFields[*].manager}")  # fmt: skip
+        return set(shown.stdout.split())
+
+    before, written_by = get(cluster, ns, resource, name), managers()
+    # Asks for every child: autoscaling from two replicas (an HPA and a PDB), a NetworkPolicy.
+    scaling = {"minReplicas": 2, "maxReplicas": 3}
+    apply(cluster, ns, model(1), deployment("clash", version=1, autoscaling=scaling))
+    wait(cluster, ns, "mdep/clash", "jsonpath={.status.conditions[?(@.type=='Stalled')].reason}"
+         "=NameConflict")  # fmt: skip
+    md = get(cluster, ns, "mdep", "clash")
+    assert condition(md, "Ready")["status"] == "False"
+    assert condition(md, "Ready")["message"].startswith(
+        f"{kind} {name} already exists and is not this ModelDeployment's (controlled by nothing,"
+    )
+    assert ("Warning", "NameConflict") in events(cluster, ns, "clash", "ModelDeployment")
+    after = get(cluster, ns, resource, name)
+    assert after["spec"] == before["spec"]
+    assert "ownerReferences" not in after["metadata"]
+    assert managers() == written_by, "the operator wrote nothing to it"

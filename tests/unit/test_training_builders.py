@@ -444,10 +444,15 @@ def test_only_a_job_we_control_is_ours() -> None:
     assert owned_by(ours, UID)
     assert not owned_by(ours, "someone-else")
     assert not owned_by({"metadata": {"name": "iris"}}, UID)
-    conflict = training_status(tj(), name_conflict("iris"), job_name=None, attempts=1,
+    theirs = {"metadata": {"name": "iris", "managedFields": [{"manager": "kubectl-create"}]}}
+    conflict = training_status(tj(), name_conflict(theirs, "iris"), job_name=None, attempts=1,
                                outcome=None, now=NOW)  # fmt: skip
     assert conflict.failure is not None
     assert (conflict.phase, conflict.failure.reason) == ("Failed", "JobNameConflict")
+    assert conflict.failure.message.startswith(
+        "Job iris already exists and is not this TrainingJob's (controlled by nothing,"
+        " written by kubectl-create); nothing of it is changed."
+    )
     assert conflict.job_name is None
 
 

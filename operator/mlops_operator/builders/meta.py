@@ -46,6 +46,25 @@ def owned_by(child: dict[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
 
 
+def not_ours(kind: str, existing: dict[str, Any], owner_kind: str, owner: str) -> str:
+    """Why a child's name cannot be used: someone else's object holds it (who wrote it, as
+    its managedFields say, helps find whose it is)."""
+    meta = existing.get("metadata") or {}
+    managers = sorted({f.get("manager") or "?" for f in meta.get("managedFields") or []})
+    controller = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+    whose = (
+        f"controlled by {controller.get('kind')} {controller.get('name')}"
+        if controller
+        else "controlled by nothing"
+    )
+    written = f", written by {some_names(managers, 3)}" if managers else ""
+    return (
+        f"{kind} {meta.get('name')} already exists and is not this {owner_kind}'s ({whose}"
+        f"{written}); nothing of it is changed. Delete or rename it, or rename {owner_kind}"
+        f" {owner}"
+    )
+
+
 @dataclass(frozen=True)
 class Event:
     """A Kubernetes Event to post about an object: builders decide, controllers post."""

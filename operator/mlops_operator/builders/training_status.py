@@ -17,7 +17,7 @@ from mlops_operator.api.report import TrainingReport
 from mlops_operator.api.trainingjob import Failure
 from mlops_operator.api.trainingjob import TrainingPhase as Phase
 from mlops_operator.builders.conditions import Readiness, set_condition, set_readiness
-from mlops_operator.builders.meta import Event
+from mlops_operator.builders.meta import Event, not_ours
 from mlops_operator.builders.training import CONTAINER, INDEX_ANNOTATION, KUEUE_QUEUE_LABEL
 
 # Waiting reasons that mean the image will not come without someone changing something.
@@ -381,9 +381,9 @@ def _condition(status: TrainingJobStatus, type_: str) -> Condition | None:
     return next((c for c in status.conditions if c.type == type_), None)
 
 
-def name_conflict(job_name: str) -> JobObservation:
+def name_conflict(job: dict[str, Any], owner: str) -> JobObservation:
     """The Job this TrainingJob should own exists but belongs to someone else."""
-    message = f"a Job named {job_name} already exists and is not owned by this TrainingJob"
+    message = not_ours("Job", job, "TrainingJob", owner)
     failure = Failure(reason="JobNameConflict", message=message)
     return JobObservation("Failed", "JobNameConflict", message, failure=failure)
 

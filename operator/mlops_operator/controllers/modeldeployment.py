@@ -23,7 +23,7 @@ from mlops_operator import GROUP, VERSION, metrics
 from mlops_operator.api import Model, ModelDeployment, ModelDeploymentStatus, describe_errors
 from mlops_operator.builders import analysis, drift, serving
 from mlops_operator.builders.conditions import condition, set_condition, set_readiness, without
-from mlops_operator.builders.meta import Event
+from mlops_operator.builders.meta import Event, not_ours, owned_by
 from mlops_operator.builders.pods import restarts, why_not_ready
 from mlops_operator.builders.registry import model_readiness
 from mlops_operator.builders.rollout import (
@@ -172,7 +172,12 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     try:
         md = ModelDeployment.model_validate(body)
     except ValidationError as err:
-        _reject(kube, body, "; ".join(describe_errors(err)))
+        _stall(kube, body, "InvalidSpec", "; ".join(describe_errors(err)))
+        return
+    try:
+        _all_ours(kube, md, _named_children(md))
+    except NameConflict as err:
+        _stall(kube, body, "NameConflict", str(err))
         return
     models = _servable_models(kube, namespace, md.spec.model.name)
     status = md.status or ModelDeploymentStatus()
@@ -198,7 +203,11 @@ def _reconcile(kube: Kube, namespace: str, name: str) -> None:
     write_status(kube, PLURAL, body, status.wire(), decided_status.wire())
     if _advanced(status, decided_status):
         maybe_exit_for_fault_test("after-canary-step-status")
-    _apply(kube, md, decided, {m.spec.version: m for m in models}, canary_exists=canary.exists)
+    try:
+        _apply(kube, md, decided, {m.spec.version: m for m in models}, canary=canary.exists)
+    except NameConflict as err:  # the canary's name, which the check above leaves out
+        _stall(kube, body, "NameConflict", str(err))
+        return
     before = {status.current_model, _canary_model(body)}
     after = {decided_status.current_model, _canary_model({**body, "status": decided_status.wire()})}
     if before != after:
@@ -375,15 +384,60 @@ def _servable_models(kube: Kube, namespace: str, model_name: str) -> list[Model]
     return servable
 
 
+class NameConflict(Exception):
+    """A child's name is held by an object this ModelDeployment does not control."""
+
+
+def _optional_children(md: ModelDeployment) -> list[tuple[str, str, Body | None]]:
+    """(kind, name, manifest or None when the spec does not ask for it) of the children
+    beside the Deployments and the Service."""
+    policy = serving.build_network_policy(md, OPERATOR_NAMESPACE, SCRAPE_NAMESPACES)
+    return [
+        ("HorizontalPodAutoscaler", md.metadata.name or "", serving.build_hpa(md)),
+        ("PodDisruptionBudget", md.metadata.name or "", serving.build_pdb(md)),
+        ("NetworkPolicy", serving.network_policy_name(md), policy),
+    ]
+
+
+def _named_children(md: ModelDeployment) -> list[tuple[str, str]]:
+    """The children the spec asks for, the canary aside: it is checked when it is made, so
+    that a ModelDeployment without one does not look its name up on every pass."""
+    wanted = [(kind, name) for kind, name, manifest in _optional_children(md) if manifest]
+    stable = serving.deployment_name(md, "stable")
+    return [("Deployment", stable), ("Service", md.metadata.name or ""), *wanted]
+
+
+def _all_ours(kube: Kube, md: ModelDeployment, children: list[tuple[str, str]]) -> None:
+    """Raise NameConflict for the first of these names held by an object this
+    ModelDeployment does not control: it is never applied over (which would take it over,
+    and garbage collection would delete it with the ModelDeployment) nor deleted."""
+    namespace, uid = md.metadata.namespace or "", md.metadata.uid or ""
+    for kind, name in children:
+        existing = kube.child(kind, namespace, name)
+        if existing is not None and not owned_by(existing, uid):
+            raise NameConflict(not_ours(kind, existing, "ModelDeployment", md.metadata.name or ""))
+
+
+def _delete_ours(kube: Kube, md: ModelDeployment, kind: str, name: str) -> None:
+    """Delete a child the spec no longer asks for, if it is this ModelDeployment's (the
+    cache holds ours: a name not there has nothing of ours to delete)."""
+    existing = kube.child(kind, md.metadata.namespace or "", name, cached=True)
+    if existing is not None and owned_by(existing, md.metadata.uid or ""):
+        kube.delete(kind, md.metadata.namespace or "", name, existing["metadata"]["uid"])
+
+
 def _apply(
     kube: Kube,
     md: ModelDeployment,
     decided: Plan,
     models: dict[int, Model],
     *,
-    canary_exists: bool,
+    canary: bool,
 ) -> None:
-    namespace = md.metadata.namespace or ""
+    """Carry out the plan on the children; raises NameConflict before changing anything
+    if the canary's name is someone else's."""
+    if decided.canary is not None:
+        _all_ours(kube, md, [("Deployment", serving.deployment_name(md, "canary"))])
     tracks: tuple[tuple[serving.Track, tuple[int, int | None] | None], ...] = (
         ("stable", decided.stable),
         ("canary", decided.canary),
@@ -400,18 +454,13 @@ def _apply(
                     storage_image=STORAGE_IMAGE,
                 )
             )
-    if decided.canary is None and canary_exists:
-        kube.delete("Deployment", namespace, serving.deployment_name(md, "canary"))
+    if decided.canary is None and canary:
+        _delete_ours(kube, md, "Deployment", serving.deployment_name(md, "canary"))
     if decided.stable is not None:
         kube.apply(serving.build_service(md))
-    policy = serving.build_network_policy(md, OPERATOR_NAMESPACE, SCRAPE_NAMESPACES)
-    for kind, name, manifest in (
-        ("HorizontalPodAutoscaler", md.metadata.name or "", serving.build_hpa(md)),
-        ("PodDisruptionBudget", md.metadata.name or "", serving.build_pdb(md)),
-        ("NetworkPolicy", serving.network_policy_name(md), policy),
-    ):
+    for kind, name, manifest in _optional_children(md):
         if manifest is None:
-            kube.delete(kind, namespace, name, if_cached=True)
+            _delete_ours(kube, md, kind, name)
         else:
             kube.apply(manifest)
 
@@ -423,14 +472,15 @@ def _canary_model(body: Body) -> str | None:
     return f"{body['spec']['model']['name']}-v{canary['version']}"
 
 
-def _reject(kube: Kube, body: Body, message: str) -> None:
-    """A spec the API server should have refused: say so; never retry it."""
+def _stall(kube: Kube, body: Body, reason: str, message: str) -> None:
+    """What no retry can fix until someone acts (a spec the API server should have refused,
+    a child's name held by someone else's object): Stalled with the reason, an Event once."""
     meta = body["metadata"]
     previous = ModelDeploymentStatus.model_validate(body.get("status") or {})
     conditions = set_readiness(
         list(previous.conditions),
         "Stalled",
-        "InvalidSpec",
+        reason,
         message[:4096],
         generation=meta.get("generation"),
         now=clock.now(),
@@ -439,4 +489,4 @@ def _reject(kube: Kube, body: Body, message: str) -> None:
         update={"conditions": conditions, "observed_generation": meta.get("generation")}
     )
     if write_status(kube, PLURAL, body, previous.wire(), status.wire()):
-        post(body, [Event("Warning", "InvalidSpec", message)])
+        post(body, [Event("Warning", reason, message)])

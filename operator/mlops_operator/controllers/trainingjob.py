@@ -205,7 +205,8 @@ def _reconcile(kube: Kube, body: Body, tj: TrainingJob) -> None:
         resolved = datasets.of_job(job) or previous.dataset or datasets.resolved_uri(plain)
     if job is not None and not owned_by(job, uid):
         # Never adopt, suspend or read a Job that belongs to someone else.
-        _finish(kube, body, tj, name_conflict(job_name), job_name, None, 1, resolved)
+        conflict = name_conflict(job, tj.metadata.name or "")
+        _finish(kube, body, tj, conflict, job_name, None, 1, resolved)
         return
     suspend = desired_suspend(tj, job)
     if job is not None and suspend is not None:

@@ -103,6 +103,13 @@ class Kube:
             "PodDisruptionBudget": self.policy.patch_namespaced_pod_disruption_budget,
             "NetworkPolicy": self.networking.patch_namespaced_network_policy,
         }
+        self._get = {
+            "Deployment": self.apps.read_namespaced_deployment,
+            "Service": self.core.read_namespaced_service,
+            "HorizontalPodAutoscaler": self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+            "PodDisruptionBudget": self.policy.read_namespaced_pod_disruption_budget,
+            "NetworkPolicy": self.networking.read_namespaced_network_policy,
+        }
         self._delete = {
             "Deployment": self.apps.delete_namespaced_deployment,
             "HorizontalPodAutoscaler": self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
@@ -431,15 +438,28 @@ class Kube:
         )
         self._applied.record(key, body, self._wrote(plural, response))
 
-    def delete(self, kind: str, namespace: str, name: str, *, if_cached: bool = False) -> None:
-        """Delete if present. With `if_cached`, only if the cache holds it: for children
-        whose watch feeds the cache, so that a reconcile does not send a DELETE each time
-        for something that is not there (one that appears later wakes a reconcile)."""
+    def child(self, kind: str, namespace: str, name: str, *, cached: bool = False) -> Body | None:
+        """A serving child by name: the cache's copy (ours are watched), else, unless only
+        the `cached` one is asked for, the server's. The server's is not cached: a name can be
+        held by someone else's object, whose changes no watch of ours would follow."""
+        found = self.cache.get(PLURALS[kind], namespace, name)
+        if found is not None or cached:
+            return found
+        with unless(404):
+            body: Body = _json(self._get[kind](name, namespace, **CALL))
+            return body
+        return None
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete the object of that name if it is still the one with this `uid` (a
+        precondition: one re-created meanwhile, perhaps by someone else, is left alone)."""
         self._may_write()
         plural = PLURALS[kind]
-        if if_cached and self.cache.get(plural, namespace, name) is None:
-            return
-        with unless(404):
-            self._delete[kind](name, namespace, **CALL)
+        only = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self._delete[kind](name, namespace, body=only, **CALL)
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
         self.cache.forget(plural, namespace, name)
         self._applied.forget((plural, namespace, name))
