@@ -163,6 +163,23 @@ def test_a_run_costs_at_most_eight_api_requests(cluster: Cluster, op_namespace: 
     assert writes + sum(counts.values()) <= 8
 
 
+def test_a_two_node_run_creates_its_rendezvous_service_once(
+    cluster: Cluster, op_namespace: str
+) -> None:
+    """The headless Service is looked up in the watch's cache, not POSTed on every pass
+    (which the API server answered with 409 each time)."""
+    ns = op_namespace
+    apply(cluster, ns, trainingjob("warm"))
+    _registered(cluster, ns, "warm", "iris-v1")
+    audit = AuditLog()
+    apply(cluster, ns, trainingjob("pair", nodes=2))
+    _registered(cluster, ns, "pair", "iris-v2")
+    counts = audit.requests(ns)
+    assert counts.pop("create services") == 1, counts  # 6 on eb46f8b
+    assert counts["create jobs"] == 1
+    assert sum(counts.values()) <= 8, counts  # what a one-node run costs
+
+
 def test_job_carries_the_container_contract(cluster: Cluster, op_namespace: str) -> None:
     ns = op_namespace
     gpu = {"limits": {"nvidia.com/gpu": "2", "memory": "1Gi"}, "requests": {"cpu": "1"}}

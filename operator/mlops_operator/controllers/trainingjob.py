@@ -120,11 +120,18 @@ async def job_changed(
 
 @kopf.on.event("", "v1", "services", labels={TJ_LABEL: kopf.PRESENT})
 async def service_changed(
-    type: str, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
+    type: str | None,
+    event: kopf.RawEvent,
+    labels: kopf.Labels,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
-    """A deleted rendezvous Service is put back (the reconcile recreates it)."""
+    """Feeds the cache; a deleted rendezvous Service is put back (the reconcile recreates it)."""
+    kube: Kube = memo["kube"]
+    kube.seen("services", event)
     if type == "DELETED":
-        reconcile(memo["kube"], namespace or "", labels[TJ_LABEL])
+        reconcile(kube, namespace or "", labels[TJ_LABEL])
 
 
 def _pull_failing(pod: Body) -> bool:

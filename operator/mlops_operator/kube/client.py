@@ -367,15 +367,17 @@ class Kube:
         )
 
     def ensure_service(self, body: Body) -> None:
-        """Create the Service unless one of that name exists."""
+        """Create the Service unless one of that name exists: the watch's cache holds ours,
+        so a run's passes do not POST it again and again."""
+        meta = body["metadata"]
+        if self.cache.get("services", meta["namespace"], meta["name"]) is not None:
+            return
         self._may_write()
         with unless(409):
-            self.core.create_namespaced_service(
-                body["metadata"]["namespace"],
-                body,
-                field_manager=FIELD_MANAGER,
-                **CALL,
+            created = self.core.create_namespaced_service(
+                meta["namespace"], body, field_manager=FIELD_MANAGER, **CALL
             )
+            self._wrote("services", created)
 
     def pods_of_job(self, namespace: str, job: str, *, fresh: bool = False) -> list[Body]:
         """The Job's pods: the cache's (fed by the pod watch), or with `fresh` the server's."""
