@@ -33,6 +33,8 @@ from mlops_operator.api.common import (
 )
 
 Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+# Rollouts kept in status.history, newest first.
+HISTORY_LIMIT = 10
 # A count of pods or a percentage of the replicas, as in a Deployment's strategy.
 IntOrPercent = Annotated[
     Annotated[int, Field(ge=0, le=100)]
@@ -599,7 +601,9 @@ class ModelDeploymentStatus(ApiModel):
         default=None, description="Why the current target version was chosen."
     )
     history: list[RolloutRecord] = Field(
-        default_factory=list, max_length=10, description="Latest rollouts, newest first."
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
+        description="Latest rollouts, newest first.",
     )
     drift: DriftStatus | None = Field(
         default=None, description="Drift of the served version, while it is monitored."

@@ -15,6 +15,7 @@ from typing import Any
 from mlops_operator.api import Condition, Model, ModelDeployment, ModelDeploymentStatus
 from mlops_operator.api.common import LabelSelector
 from mlops_operator.api.modeldeployment import (
+    HISTORY_LIMIT,
     CanaryStatus,
     MetricGate,
     ModelChoice,
@@ -25,7 +26,6 @@ from mlops_operator.builders.conditions import Readiness, condition, set_conditi
 from mlops_operator.builders.meta import Event
 from mlops_operator.builders.serving import VERSION_LABEL, split_replicas, total_replicas
 
-HISTORY_LIMIT = 10
 # Degraded's reasons after a rollback: the old version serves, the new one is skipped.
 ROLLBACK_REASONS = frozenset({"RolledBack", "AnalysisFailed"})
 
