@@ -502,6 +502,8 @@ def test_a_version_at_the_ceiling_is_passed_over_not_followed() -> None:
     assert versions.next_claim(ledger, "iris", "run-b", [_model(top), _model(4)]) == (5, True)
     assert versions.next_claim({}, "iris", "run-b", [_model(top)]) == (1, True)
     assert versions.next_claim(ledger, "iris", "run-b", [_model(top - 1)]) == (top, True)
+    with pytest.raises(versions.ClaimInFlight):  # v3's run crashed before its Model
+        versions.next_claim(ledger, "iris", "run-b", [_model(top)], lambda uid: uid == "run-a")
     crowded = [_model(n) for n in range(4, top + 1)]
     with pytest.raises(versions.VersionsExhausted, match="from 4 to 999999 is taken"):
         versions.next_claim(ledger, "iris", "run-b", crowded)

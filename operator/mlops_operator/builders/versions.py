@@ -100,7 +100,9 @@ def next_claim(
     if owner == uid and last:
         return last, False
     taken = taken_versions(models, model_name)
-    if last > max(taken, default=0) and owner and registering(owner):
+    # Its number has no Model (not only "is past every Model": a hand-registered last
+    # version is always past it).
+    if last not in taken and owner and registering(owner):
         raise ClaimInFlight(model_name, last, owner)
     return next_number(last, taken, model_name), True
 
